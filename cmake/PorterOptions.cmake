@@ -1,0 +1,20 @@
+# Build options. Tests, examples and benchmarks default on only when Porter is
+# the top-level project, so add_subdirectory(porter) in an app builds just the library.
+include(GNUInstallDirs)
+
+option(PORTER_BUILD_TESTS "Build Porter's tests" ${PROJECT_IS_TOP_LEVEL})
+option(PORTER_BUILD_EXAMPLES "Build Porter's examples" ${PROJECT_IS_TOP_LEVEL})
+option(PORTER_BUILD_BENCHMARKS "Build Porter's benchmarks" ${PROJECT_IS_TOP_LEVEL})
+option(PORTER_WITH_SQLITE "Build the SQLite store (needs libsqlite3-dev)" ON)
+option(PORTER_INSTALL "Generate Porter's install rules" ${PROJECT_IS_TOP_LEVEL})
+option(PORTER_WARNINGS_AS_ERRORS "Treat warnings as errors (development builds)" ${PROJECT_IS_TOP_LEVEL})
+set(PORTER_SANITIZE "" CACHE STRING "Sanitizers for every target: e.g. address,undefined or thread")
+
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE RelWithDebInfo CACHE STRING "Build type" FORCE)
+endif()
+
+if(PORTER_SANITIZE)
+  add_compile_options(-fsanitize=${PORTER_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${PORTER_SANITIZE})
+endif()

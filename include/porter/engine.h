@@ -1,0 +1,165 @@
+// Engine: runs jobs from a Store on worker threads.
+//
+// A host application creates one Engine per process over a shared Store,
+// registers a handler per job kind, starts it, and enqueues jobs from anywhere.
+// The engine owns its threads: a worker pool per queue with its own
+// concurrency limit (a flood in one queue never starves another), a claimer
+// that leases batches sized to the free slots, a heartbeater that keeps
+// leases alive, a reaper that rescues jobs of crashed workers, a scheduler
+// for periodic (cron) jobs, and a completer that batches outcomes into few
+// store calls. Work enqueued in this process wakes the claimer at once;
+// work from other processes is found by polling every `poll_every`.
+//
+//   porter::Engine engine(porter::make_memory_store(), {.queues = {{"mail", 4}}});
+//   engine.register_handler("send_email", [](porter::JobContext& ctx) {
+//     send(ctx.args());                 // throw to retry, PermanentError to fail now
+//   });
+//   engine.start();
+//   engine.enqueue({.kind = "send_email", .args = R"({"to":"a@b.c"})", .queue = "mail"});
+//
+// Thread safety: every public method may be called from any thread, except
+// that register_handler and schedule must come before start().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "porter/clock.h"
+#include "porter/cron.h"
+#include "porter/job.h"
+#include "porter/retry.h"
+#include "porter/status.h"
+#include "porter/store.h"
+
+namespace porter {
+
+// What a handler gets: the job, and the means to report on it and steer it.
+// Valid only during the handler call, on the handler's thread.
+class JobContext {
+ public:
+  virtual ~JobContext() = default;
+
+  virtual const Job& job() const noexcept = 0;
+  JobId id() const noexcept { return job().id; }
+  std::string_view args() const noexcept { return job().args; }
+  int attempt() const noexcept { return job().attempt; }
+  // True when this run is the callback phase after the job's children finished.
+  bool is_callback() const noexcept { return job().callback_pending; }
+
+  // Cancellation: an administrator aborted the job, its lease was lost, or
+  // the engine is shutting down past its grace period. Long handlers poll it
+  // and return early; the job then ends cancelled (or is handed back on
+  // shutdown), whatever the handler returns.
+  virtual bool cancelled() const noexcept = 0;
+  virtual std::stop_token stop_token() const noexcept = 0;
+
+  // Progress for the admin view (percent done). Cheap: buffered and written
+  // with the next heartbeat or at the end.
+  virtual void progress(std::int64_t done, std::int64_t total, std::string message = {}) = 0;
+  // One failed item of a bulk job; the job can still complete.
+  virtual void item_error(std::string item, std::string message) = 0;
+
+  // Children of this job, inserted now under this run's lease.
+  virtual Result<std::vector<InsertResult>> spawn(std::vector<NewJob> children) = 0;
+  Result<InsertResult> spawn(NewJob child);
+  // When the handler returns, wait for every child to be final, then run the
+  // handler again as the callback phase (is_callback() true).
+  virtual void wait_for_children() = 0;
+  // This job's children with their states and results (for the callback).
+  virtual Result<std::vector<Job>> children() const = 0;
+
+  // JSON text kept with the job when it completes; readable by its parent.
+  virtual void set_result(std::string json) = 0;
+  // When the handler returns: pending again after `delay`, attempt not consumed.
+  virtual void snooze(Duration delay) = 0;
+};
+
+using Handler = std::function<void(JobContext&)>;
+
+struct KindOptions {
+  std::optional<RetryPolicy> retry;  // Default: the engine's retry policy
+};
+
+struct QueueOptions {
+  std::string name;
+  int concurrency = 10;  // worker threads for this queue, >= 1. Default: 10
+};
+
+struct EngineOptions {
+  std::vector<QueueOptions> queues{{"default", 10}};  // queues this engine works. Default: "default" x10
+  Duration lease_for{std::chrono::seconds(30)};        // Default: 30 s
+  Duration heartbeat_every{std::chrono::seconds(10)};  // Default: 10 s (a third of the lease)
+  Duration reaper_every{std::chrono::seconds(5)};      // Default: 5 s; 0 disables the reaper
+  Duration poll_every{std::chrono::milliseconds(200)}; // fallback for work from other processes. Default: 200 ms
+  Duration shutdown_grace{std::chrono::seconds(10)};   // Default: 10 s
+  int claim_batch = 64;                                // most jobs leased per store call. Default: 64
+  RetryPolicy retry;                                   // Default: see RetryPolicy
+  std::string worker_id;                               // Default: "<host>:<pid>:<n>"
+};
+
+enum class EventType : std::uint8_t {
+  enqueued, started, completed, retried, failed, rescued, cancelled, snoozed, waiting,
+};
+std::string_view to_string(EventType type) noexcept;
+
+struct Event {
+  EventType type;
+  JobId job = 0;
+  std::string kind;   // empty for rescued (the reaper knows only ids)
+  std::string queue;
+  int attempt = 0;
+  std::string message;  // the error for retried / failed
+  Duration ran_for{0};  // completed / retried / failed: the handler's run time
+  TimePoint at{};
+};
+
+class Engine {
+ public:
+  explicit Engine(std::shared_ptr<Store> store, EngineOptions options = {});
+  ~Engine();  // stop()
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // invalid_argument for an empty kind or a kind registered twice.
+  Status register_handler(std::string kind, Handler handler, KindOptions options = {});
+
+  // A periodic job: one job per matching minute, named `name`. Engines
+  // sharing a store never enqueue the same minute twice.
+  Status schedule(std::string name, std::string_view cron_expression, NewJob job_template);
+
+  // Validates and inserts. A job of a kind with no handler here is accepted
+  // (another process may handle it); max_attempts 0 takes the kind's policy.
+  Result<InsertResult> enqueue(NewJob job);
+  Result<std::vector<InsertResult>> enqueue_batch(std::vector<NewJob> jobs);
+
+  // invalid_argument for bad options (zero concurrency, empty queue name).
+  Status start();
+  // Graceful: stop claiming, let running jobs finish within shutdown_grace,
+  // then cancel the rest and hand their leases back (attempt not consumed).
+  void stop();
+  bool running() const noexcept;
+
+  // Engine-wide events, each delivered once to each subscriber, on engine threads.
+  std::uint64_t subscribe(std::function<void(const Event&)> listener);
+  void unsubscribe(std::uint64_t id);
+
+  // Called once when the job reaches a final state (at once if it already has).
+  Status on_finished(JobId id, std::function<void(const Job&)> callback);
+  // Blocks until the job is final; timeout error if it is not within `timeout`.
+  Result<Job> wait_for(JobId id, std::chrono::milliseconds timeout);
+
+  Store& store() noexcept;
+  const EngineOptions& options() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace porter
