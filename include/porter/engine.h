@@ -101,6 +101,7 @@ struct EngineOptions {
   int claim_batch = 64;                                // most jobs leased per store call. Default: 64
   RetryPolicy retry;                                   // Default: see RetryPolicy
   std::string worker_id;                               // Default: "<host>:<pid>:<n>"
+  bool accept_unregistered_kinds = false;              // enqueue kinds handled elsewhere. Default: false
 };
 
 enum class EventType : std::uint8_t {
@@ -133,8 +134,11 @@ class Engine {
   // sharing a store never enqueue the same minute twice.
   Status schedule(std::string name, std::string_view cron_expression, NewJob job_template);
 
-  // Validates and inserts. A job of a kind with no handler here is accepted
-  // (another process may handle it); max_attempts 0 takes the kind's policy.
+  // Validates and inserts; max_attempts 0 takes the kind's retry policy.
+  // A kind with no handler registered here is invalid_argument (a typo would
+  // otherwise sit in the queue), unless options().accept_unregistered_kinds.
+  // A claimed job whose kind has no handler fails as a transient error, so a
+  // rolling deploy that brings the handler later still runs it.
   Result<InsertResult> enqueue(NewJob job);
   Result<std::vector<InsertResult>> enqueue_batch(std::vector<NewJob> jobs);
 

@@ -125,12 +125,14 @@ struct Stats {
   std::int64_t expired_leases = 0;           // running jobs whose lease has expired (stale locks)
 };
 
-// What a store tells in-process listeners (the engine wakes its claimer on
-// `available` instead of polling; wait_for() wakes on `finished`).
+// What a store tells in-process listeners: the engine wakes its claimer on
+// `available` instead of polling, wait_for() wakes on `finished`, and a
+// running handler sees `cancel_requested` at once rather than at its next
+// heartbeat. Other processes learn the same by polling and heartbeats.
 struct StoreEvent {
-  enum class Type : std::uint8_t { available, finished } type;
+  enum class Type : std::uint8_t { available, finished, cancel_requested } type;
   std::string_view queue;
-  JobId job = 0;                      // finished: the job; available: one of the jobs (or 0)
+  JobId job = 0;                      // available: one of the jobs (or 0); otherwise the job
   JobState state = JobState::pending; // finished: the final state
 };
 
