@@ -10,7 +10,7 @@ option(PORTER_INSTALL "Generate Porter's install rules" ${PROJECT_IS_TOP_LEVEL})
 option(PORTER_WARNINGS_AS_ERRORS "Treat warnings as errors (development builds)" ${PROJECT_IS_TOP_LEVEL})
 set(PORTER_SANITIZE "" CACHE STRING "Sanitizers for every target: e.g. address,undefined or thread")
 
-if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+if(PROJECT_IS_TOP_LEVEL AND NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
   set(CMAKE_BUILD_TYPE RelWithDebInfo CACHE STRING "Build type" FORCE)
 endif()
 

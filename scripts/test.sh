@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds Porter with its tests and runs the whole suite (unit, conformance per
+# store, engine, admin, SQLite multi-process and crash tests, examples, consumer builds).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${PORTER_BUILD_DIR:-$root/build/test}
+bash "$root/scripts/build.sh" "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+ctest --test-dir "$dir" -j "$(nproc)" --output-on-failure
