@@ -1,0 +1,1145 @@
+// SqliteStore: the Store contract (porter/store.h) over one SQLite file.
+//
+// Concurrency. Every Store method is one transaction. Writes begin with
+// BEGIN IMMEDIATE, which takes the database's write lock up front, so two
+// processes (or two connections) can never both read a job as pending and
+// both lease it. Inside one process SQLite serializes writers anyway, so the
+// store keeps ONE connection guarded by `mu_`: a second connection would only
+// add lock handoffs. Reads (get/list/stats) use the same connection inside a
+// deferred transaction; in WAL mode they never block other processes' writers.
+//
+// Busy. busy_timeout makes SQLite wait for another process's write lock; if
+// it still reports SQLITE_BUSY the whole transaction is rolled back and run
+// again (kBusyRetries times), then the call fails with `unavailable`. Nothing
+// was changed, so the caller may retry; the job itself is never affected.
+//
+// Durability (WAL mode): Durability::power_loss sets synchronous=FULL, so the
+// WAL is fsynced at every commit: a committed enqueue survives a power cut.
+// Durability::process_crash sets synchronous=NORMAL: a commit survives the
+// process being killed at any moment (the WAL is in the OS page cache), but a
+// power loss or kernel crash may roll back the last commits (never corrupts).
+//
+// Time comes from the injected clock, stored as int64 microseconds since the
+// Unix epoch.
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <tuple>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include "porter/sqlite_store.h"
+#include "sqlite/db.h"
+#include "sqlite/schema.h"
+
+namespace porter {
+
+namespace {
+
+using detail::Db;
+using detail::Query;
+using detail::SqliteError;
+
+constexpr int kBusyRetries = 3;
+
+std::int64_t us(TimePoint t) { return t.time_since_epoch().count(); }
+TimePoint tp(std::int64_t v) { return TimePoint(Duration(v)); }
+int state_int(JobState s) { return static_cast<int>(s); }
+
+// The job columns in the order read_job expects.
+#define PORTER_JOB_COLUMNS                                                                               \
+  "id, kind, args, queue, priority, state, run_at, attempt, max_attempts, owner, unique_key, "          \
+  "description, parent_id, on_failure, created_at, started_at, finished_at, lease_token, lease_worker, " \
+  "lease_expires, cancel_requested, callback_pending, children_total, children_unfinished, "            \
+  "dependencies_unfinished, progress_done, progress_total, progress_message, item_error_count, result, " \
+  "error_count, dependency_count"
+
+struct JobRow {
+  Job job;
+  std::int64_t error_count = 0;
+  std::int64_t dependency_count = 0;
+};
+
+JobRow read_job(const Query& q) {
+  JobRow r;
+  Job& j = r.job;
+  j.id = q.i64(0);
+  j.kind = q.text(1);
+  j.args = q.text(2);
+  j.queue = q.text(3);
+  j.priority = q.i32(4);
+  j.state = static_cast<JobState>(q.i32(5));
+  j.run_at = tp(q.i64(6));
+  j.attempt = q.i32(7);
+  j.max_attempts = q.i32(8);
+  j.owner = q.text(9);
+  j.unique_key = q.text(10);
+  j.description = q.text(11);
+  if (!q.is_null(12)) j.parent_id = q.i64(12);
+  j.on_failure = static_cast<ChildFailurePolicy>(q.i32(13));
+  j.created_at = tp(q.i64(14));
+  if (!q.is_null(15)) j.started_at = tp(q.i64(15));
+  if (!q.is_null(16)) j.finished_at = tp(q.i64(16));
+  if (j.state == JobState::running && !q.is_null(18)) {
+    j.lease = Lease{static_cast<std::uint64_t>(q.i64(17)), q.text(18), tp(q.i64(19))};
+  }
+  j.cancel_requested = q.flag(20);
+  j.callback_pending = q.flag(21);
+  j.children_total = q.i32(22);
+  j.children_unfinished = q.i32(23);
+  j.dependencies_unfinished = q.i32(24);
+  j.progress.done = q.i64(25);
+  j.progress.total = q.i64(26);
+  j.progress.message = q.text(27);
+  j.item_error_count = q.i64(28);
+  j.result = q.text(29);
+  r.error_count = q.i64(30);
+  r.dependency_count = q.i64(31);
+  return r;
+}
+
+// An event recorded inside a transaction, delivered after commit.
+struct PendingEvent {
+  StoreEvent::Type type;
+  std::string queue;
+  JobId job = 0;
+  JobState state = JobState::pending;
+};
+
+// What a job's row says about it, for the transitions of finish/cancel/rescue.
+struct JobHead {
+  JobId id = 0;
+  JobState state = JobState::pending;
+  std::uint64_t token = 0;
+  int attempt = 0;
+  int max_attempts = 0;
+  bool cancel_requested = false;
+  int children_unfinished = 0;
+  int dependencies_unfinished = 0;
+  std::optional<JobId> parent_id;
+  ChildFailurePolicy on_failure = ChildFailurePolicy::fail_parent;
+  std::int64_t dependent_count = 0;
+  std::string queue;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::unique_ptr<Db> db, std::shared_ptr<Clock> clock, std::string path)
+      : db_(std::move(db)), clock_(std::move(clock)), path_(std::move(path)) {}
+
+  const Clock& clock() const noexcept override { return *clock_; }
+
+  Result<std::vector<InsertResult>> insert(std::span<const NewJob> jobs) override;
+  Result<std::vector<Job>> claim(const ClaimRequest& request) override;
+  Result<std::vector<LeaseStatus>> heartbeat(std::span<const LeaseRef> leases, Duration extend_by) override;
+  Result<std::vector<FinishResult>> finish(std::span<const Outcome> outcomes) override;
+  Result<std::vector<InsertResult>> spawn(const LeaseRef& parent, std::span<const NewJob> children) override;
+  Status report_progress(const LeaseRef& lease, const Progress& progress) override;
+  Status add_item_errors(const LeaseRef& lease, std::span<const ItemError> errors) override;
+  Result<std::vector<JobId>> rescue_expired() override;
+  Result<std::optional<TimePoint>> next_run_at(std::string_view queue) override;
+  Result<CancelResult> cancel(JobId id, std::string_view reason) override;
+  Result<std::vector<JobId>> expire_stuck(Duration older_than) override;
+  Status retry_job(JobId id) override;
+  Status discard(JobId id) override;
+  Status set_queue_paused(std::string_view queue, bool paused) override;
+  Result<std::int64_t> prune(TimePoint finished_before) override;
+  Result<Job> get(JobId id) override;
+  Result<JobPage> list(const JobFilter& filter, std::optional<JobId> cursor, int limit) override;
+  Result<Stats> stats(Duration window) override;
+  std::uint64_t add_listener(Listener listener) override;
+  void remove_listener(std::uint64_t id) override;
+
+ private:
+  enum class TxKind { read, write };
+
+  // Runs `fn` (returning Result<T>) in one transaction under mu_, retrying
+  // on SQLITE_BUSY; commits when fn succeeds, rolls back when it returns an
+  // error or SQLite fails. Events recorded by fn are delivered after commit,
+  // outside the lock.
+  template <class Fn>
+  auto transact(TxKind kind, std::string_view what, Fn&& fn) -> decltype(fn());
+
+  // --- helpers run inside a transaction (mu_ held) ---
+  Result<InsertResult> insert_one(const NewJob& job, std::optional<JobId> parent, std::size_t index);
+  std::optional<JobHead> head(JobId id);
+  Status check_lease(const LeaseRef& lease);
+  void add_error(JobId id, int attempt, std::string_view message, bool permanent, bool retried);
+  void make_final(const JobHead& job, JobState state);
+  void make_pending(JobId id, const std::string& queue, TimePoint run_at, int attempt_delta);
+  void on_child_final(JobId parent, JobState child_state, ChildFailurePolicy policy, JobId child);
+  void on_dependency_final(const JobHead& job, JobState state);
+  void cancel_descendants(JobId id);
+  void cancel_unfinished(const JobHead& job);
+  void rescue_one(const JobHead& job, const std::string& message);
+  Job load_details(JobRow row);
+  void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending) {
+    events_.push_back({type, std::string(queue), job, state});
+  }
+
+  void deliver(std::vector<PendingEvent>& events);
+
+  std::mutex mu_;                    // guards db_, now_ and events_ (every statement and transaction)
+  std::unique_ptr<Db> db_;
+  TimePoint now_{};                  // the clock read once at the start of the transaction
+  std::vector<PendingEvent> events_; // events of the running transaction
+  std::shared_ptr<Clock> clock_;
+  std::string path_;
+
+  std::mutex listeners_mu_;  // guards listeners_ and next_listener_
+  std::map<std::uint64_t, std::shared_ptr<Listener>> listeners_;
+  std::uint64_t next_listener_ = 1;
+};
+
+template <class T>
+struct IsResult : std::false_type {};
+template <class T>
+struct IsResult<Result<T>> : std::true_type {};
+
+template <class Fn>
+auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> decltype(fn()) {
+  using R = decltype(fn());
+  static_assert(IsResult<R>::value);
+  std::vector<PendingEvent> delivered;
+  for (int attempt = 0;; ++attempt) {
+    std::unique_lock lock(mu_);
+    bool in_tx = false;
+    try {
+      db_->exec(kind == TxKind::write ? "BEGIN IMMEDIATE" : "BEGIN");
+      in_tx = true;
+      now_ = clock_->now();
+      events_.clear();
+      R result = fn();
+      if (!result.has_value()) {
+        db_->exec("ROLLBACK");
+        events_.clear();
+        return result;
+      }
+      db_->exec("COMMIT");
+      in_tx = false;
+      delivered.swap(events_);
+      lock.unlock();
+      deliver(delivered);
+      return result;
+    } catch (const SqliteError& e) {
+      events_.clear();
+      if (in_tx || !sqlite3_get_autocommit(db_->handle())) {
+        sqlite3_exec(db_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      }
+      if (e.busy() && attempt + 1 < kBusyRetries) continue;
+      return detail::to_error(e, std::string(what) + " on '" + path_ + "'");
+    }
+  }
+}
+
+void SqliteStore::deliver(std::vector<PendingEvent>& events) {
+  if (events.empty()) return;
+  std::vector<std::shared_ptr<Listener>> listeners;
+  {
+    std::lock_guard lock(listeners_mu_);
+    if (listeners_.empty()) return;
+    for (auto& [id, l] : listeners_) listeners.push_back(l);
+  }
+  for (const auto& e : events) {
+    StoreEvent ev{e.type, e.queue, e.job, e.state};
+    for (const auto& l : listeners) (*l)(ev);
+  }
+}
+
+std::uint64_t SqliteStore::add_listener(Listener listener) {
+  std::lock_guard lock(listeners_mu_);
+  auto id = next_listener_++;
+  listeners_.emplace(id, std::make_shared<Listener>(std::move(listener)));
+  return id;
+}
+
+void SqliteStore::remove_listener(std::uint64_t id) {
+  std::lock_guard lock(listeners_mu_);
+  listeners_.erase(id);
+}
+
+// --- helpers -----------------------------------------------------------------
+
+std::optional<JobHead> SqliteStore::head(JobId id) {
+  auto q = db_->query(
+      "SELECT state, lease_token, attempt, max_attempts, cancel_requested, children_unfinished, "
+      "dependencies_unfinished, parent_id, on_failure, dependent_count, queue FROM jobs WHERE id = ?");
+  q.bind(0, id);
+  if (!q.step()) return std::nullopt;
+  JobHead h;
+  h.id = id;
+  h.state = static_cast<JobState>(q.i32(0));
+  h.token = static_cast<std::uint64_t>(q.i64(1));
+  h.attempt = q.i32(2);
+  h.max_attempts = q.i32(3);
+  h.cancel_requested = q.flag(4);
+  h.children_unfinished = q.i32(5);
+  h.dependencies_unfinished = q.i32(6);
+  h.parent_id = q.opt_i64(7);
+  h.on_failure = static_cast<ChildFailurePolicy>(q.i32(8));
+  h.dependent_count = q.i64(9);
+  h.queue = q.text(10);
+  return h;
+}
+
+Status SqliteStore::check_lease(const LeaseRef& lease) {
+  auto q = db_->query("SELECT state, lease_token FROM jobs WHERE id = ?");
+  q.bind(0, lease.id);
+  if (!q.step()) return make_error(ErrorCode::not_found, "job " + std::to_string(lease.id) + " does not exist");
+  if (static_cast<JobState>(q.i32(0)) != JobState::running || static_cast<std::uint64_t>(q.i64(1)) != lease.token) {
+    return make_error(ErrorCode::stale_lease, "job " + std::to_string(lease.id) + " is not held by lease " +
+                                                  std::to_string(lease.token));
+  }
+  return {};
+}
+
+void SqliteStore::add_error(JobId id, int attempt, std::string_view message, bool permanent, bool retried) {
+  std::string clipped = clip_message(message);
+  {
+    auto q = db_->query(
+        "INSERT INTO attempt_errors(job_id, seq, attempt, at, message, permanent, retried) "
+        "SELECT ?1, error_count, ?2, ?3, ?4, ?5, ?6 FROM jobs WHERE id = ?1");
+    q.bind(0, id).bind(1, attempt).bind(2, us(now_)).bind(3, clipped).bind(4, permanent).bind(5, retried);
+    q.run();
+  }
+  auto q = db_->query("UPDATE jobs SET error_count = error_count + 1 WHERE id = ?");
+  q.bind(0, id);
+  q.run();
+}
+
+// pending again at `run_at`, lease dropped; `attempt_delta` -1 hands the attempt back.
+void SqliteStore::make_pending(JobId id, const std::string& queue, TimePoint run_at, int attempt_delta) {
+  auto q = db_->query(
+      "UPDATE jobs SET state = 0, run_at = ?2, attempt = max(attempt + ?3, 0), lease_worker = NULL, "
+      "lease_expires = NULL WHERE id = ?1");
+  q.bind(0, id).bind(1, us(run_at)).bind(2, attempt_delta);
+  q.run();
+  emit(StoreEvent::Type::available, queue, id);
+}
+
+void SqliteStore::make_final(const JobHead& job, JobState state) {
+  {
+    auto q = db_->query(
+        "UPDATE jobs SET state = ?2, finished_at = ?3, lease_worker = NULL, lease_expires = NULL, "
+        "cancel_requested = 0 WHERE id = ?1");
+    q.bind(0, job.id).bind(1, state_int(state)).bind(2, us(now_));
+    q.run();
+  }
+  emit(StoreEvent::Type::finished, job.queue, job.id, state);
+  // Order matters: this job is final before its children are cancelled, so
+  // their own finals only count down this job instead of failing it again.
+  if (state != JobState::completed) cancel_descendants(job.id);
+  if (job.parent_id) on_child_final(*job.parent_id, state, job.on_failure, job.id);
+  if (job.dependent_count > 0) on_dependency_final(job, state);
+}
+
+void SqliteStore::on_child_final(JobId parent_id, JobState child_state, ChildFailurePolicy policy, JobId child) {
+  {
+    auto q = db_->query("UPDATE jobs SET children_unfinished = max(children_unfinished - 1, 0) WHERE id = ?");
+    q.bind(0, parent_id);
+    q.run();
+  }
+  auto parent = head(parent_id);
+  if (!parent || is_final(parent->state)) return;
+  if (child_state != JobState::completed && policy == ChildFailurePolicy::fail_parent) {
+    add_error(parent_id, parent->attempt,
+              "child job " + std::to_string(child) + " " + std::string(to_string(child_state)), true, false);
+    make_final(*parent, JobState::failed);
+    return;
+  }
+  if (parent->children_unfinished == 0 && parent->state == JobState::waiting && parent->dependencies_unfinished == 0) {
+    // Every child is final: the parent runs again as its callback phase.
+    auto q = db_->query(
+        "UPDATE jobs SET state = 0, run_at = ?2, attempt = 0, callback_pending = 1 WHERE id = ?1");
+    q.bind(0, parent_id).bind(1, us(now_));
+    q.run();
+    emit(StoreEvent::Type::available, parent->queue, parent_id);
+  }
+}
+
+void SqliteStore::on_dependency_final(const JobHead& job, JobState state) {
+  std::vector<JobId> dependents;
+  {
+    auto q = db_->query("SELECT job_id FROM dependencies WHERE depends_on = ?");
+    q.bind(0, job.id);
+    while (q.step()) dependents.push_back(q.i64(0));
+  }
+  for (JobId d : dependents) {
+    auto dep = head(d);
+    if (!dep || dep->state != JobState::waiting || dep->dependencies_unfinished <= 0) continue;
+    if (state == JobState::completed) {
+      auto q = db_->query("UPDATE jobs SET dependencies_unfinished = dependencies_unfinished - 1 WHERE id = ?");
+      q.bind(0, d);
+      q.run();
+      if (dep->dependencies_unfinished == 1) make_pending(d, dep->queue, now_, 0);
+    } else {
+      add_error(d, dep->attempt,
+                "dependency " + std::to_string(job.id) + " " + std::string(to_string(state)), true, false);
+      make_final(*dep, JobState::cancelled);
+    }
+  }
+}
+
+void SqliteStore::cancel_descendants(JobId id) {
+  std::vector<JobId> children;
+  {
+    auto q = db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2)");
+    q.bind(0, id);
+    while (q.step()) children.push_back(q.i64(0));
+  }
+  for (JobId c : children) {
+    auto child = head(c);
+    if (child && !is_final(child->state)) cancel_unfinished(*child);
+  }
+}
+
+// Pending or waiting: cancelled now. Running: asked to stop (its handler ends
+// it cancelled), and its own unfinished children are cancelled now.
+void SqliteStore::cancel_unfinished(const JobHead& job) {
+  if (job.state == JobState::running) {
+    if (!job.cancel_requested) {
+      auto q = db_->query("UPDATE jobs SET cancel_requested = 1 WHERE id = ?");
+      q.bind(0, job.id);
+      q.run();
+      emit(StoreEvent::Type::cancel_requested, job.queue, job.id, JobState::running);
+    }
+    cancel_descendants(job.id);
+    return;
+  }
+  make_final(job, JobState::cancelled);
+}
+
+void SqliteStore::rescue_one(const JobHead& job, const std::string& message) {
+  bool last = job.attempt >= job.max_attempts;
+  add_error(job.id, job.attempt, message, false, !last && !job.cancel_requested);
+  if (job.cancel_requested) {
+    make_final(job, JobState::cancelled);
+  } else if (last) {
+    make_final(job, JobState::failed);
+  } else {
+    make_pending(job.id, job.queue, now_, 0);
+  }
+}
+
+Job SqliteStore::load_details(JobRow row) {
+  Job& j = row.job;
+  if (row.error_count > 0) {
+    auto q = db_->query("SELECT attempt, at, message, permanent FROM attempt_errors WHERE job_id = ? ORDER BY seq");
+    q.bind(0, j.id);
+    while (q.step()) j.errors.push_back({q.i32(0), tp(q.i64(1)), q.text(2), q.flag(3)});
+  }
+  if (row.dependency_count > 0) {
+    auto q = db_->query("SELECT depends_on FROM dependencies WHERE job_id = ? ORDER BY seq");
+    q.bind(0, j.id);
+    while (q.step()) j.depends_on.push_back(q.i64(0));
+  }
+  if (j.item_error_count > 0) {
+    auto q = db_->query("SELECT item, message FROM item_errors WHERE job_id = ? ORDER BY seq");
+    q.bind(0, j.id);
+    while (q.step()) j.item_errors.push_back({q.text(0), q.text(1)});
+  }
+  return std::move(row.job);
+}
+
+// --- producers ---------------------------------------------------------------
+
+Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<JobId> parent, std::size_t index) {
+  std::string prefix = "job " + std::to_string(index) + ": ";
+  if (!job.unique_key.empty()) {
+    const char* sql = nullptr;
+    switch (job.unique_scope) {
+      case UniqueScope::active:
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND state IN (0, 1, 2) ORDER BY id LIMIT 1";
+        break;
+      case UniqueScope::period:
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND created_at > ?3 ORDER BY id LIMIT 1";
+        break;
+      case UniqueScope::always:
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 ORDER BY id LIMIT 1";
+        break;
+    }
+    auto q = db_->query(sql);
+    q.bind(0, job.kind).bind(1, job.unique_key);
+    if (job.unique_scope == UniqueScope::period) q.bind(2, us(now_ - job.unique_period));
+    if (q.step()) return InsertResult{q.i64(0), true};
+  }
+
+  // Dependencies: each must exist; a failed or cancelled one cancels this job.
+  std::vector<JobId> deps;
+  for (JobId d : job.depends_on) {
+    if (std::find(deps.begin(), deps.end(), d) == deps.end()) deps.push_back(d);
+  }
+  int unfinished = 0;
+  std::optional<JobId> dead_dependency;
+  JobState dead_state = JobState::cancelled;
+  for (JobId d : deps) {
+    auto q = db_->query("SELECT state FROM jobs WHERE id = ?");
+    q.bind(0, d);
+    if (!q.step()) {
+      return make_error(ErrorCode::not_found, prefix + "dependency " + std::to_string(d) + " does not exist");
+    }
+    auto s = static_cast<JobState>(q.i32(0));
+    if (s == JobState::failed || s == JobState::cancelled) {
+      if (!dead_dependency) {
+        dead_dependency = d;
+        dead_state = s;
+      }
+    } else if (s != JobState::completed) {
+      ++unfinished;
+    }
+  }
+  JobState state = dead_dependency ? JobState::cancelled : unfinished > 0 ? JobState::waiting : JobState::pending;
+  TimePoint run_at = resolve_run_at(job, now_);
+  int max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
+
+  JobId id = 0;
+  {
+    auto q = db_->query(
+        "INSERT INTO jobs(kind, args, queue, priority, state, run_at, max_attempts, owner, unique_key, description, "
+        "parent_id, on_failure, created_at, finished_at, dependencies_unfinished, dependency_count) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+    q.bind(0, job.kind).bind(1, job.args).bind(2, job.queue).bind(3, job.priority).bind(4, state_int(state));
+    q.bind(5, us(run_at)).bind(6, max_attempts).bind(7, job.owner).bind_text_or_null(8, job.unique_key);
+    q.bind(9, job.description).bind(10, parent).bind(11, static_cast<int>(job.on_failure)).bind(12, us(now_));
+    if (state == JobState::cancelled) {
+      q.bind(13, us(now_));
+    } else {
+      q.bind_null(13);
+    }
+    q.bind(14, dead_dependency ? 0 : unfinished).bind(15, static_cast<std::int64_t>(deps.size()));
+    q.run();
+    id = db_->last_insert_rowid();
+  }
+  for (std::size_t i = 0; i < deps.size(); ++i) {
+    JobId d = deps[i];
+    {
+      auto q = db_->query("INSERT INTO dependencies(job_id, depends_on, seq) VALUES (?, ?, ?)");
+      q.bind(0, id).bind(1, d).bind(2, static_cast<std::int64_t>(i));
+      q.run();
+    }
+    auto q = db_->query("UPDATE jobs SET dependent_count = dependent_count + 1 WHERE id = ?");
+    q.bind(0, d);
+    q.run();
+  }
+  if (parent) {
+    auto q = db_->query(
+        "UPDATE jobs SET children_total = children_total + 1, children_unfinished = children_unfinished + ?2 "
+        "WHERE id = ?1");
+    q.bind(0, *parent).bind(1, state == JobState::cancelled ? 0 : 1);
+    q.run();
+  }
+  if (dead_dependency) {
+    add_error(id, 0, "dependency " + std::to_string(*dead_dependency) + " " + std::string(to_string(dead_state)), true,
+              false);
+    emit(StoreEvent::Type::finished, job.queue, id, JobState::cancelled);
+  } else if (state == JobState::pending) {
+    emit(StoreEvent::Type::available, job.queue, id);
+  }
+  return InsertResult{id, false};
+}
+
+Status validate_all(std::span<const NewJob> jobs) {
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (auto s = validate(jobs[i]); !s) {
+      return make_error(s.error().code(), "job " + std::to_string(i) + ": " + s.error().message());
+    }
+  }
+  return {};
+}
+
+// Several jobs of one queue made available in one transaction: one wake-up is enough.
+void coalesce_available(std::vector<PendingEvent>& events) {
+  std::set<std::string> seen;
+  std::erase_if(events, [&](const PendingEvent& e) {
+    return e.type == StoreEvent::Type::available && !seen.insert(e.queue).second;
+  });
+}
+
+Result<std::vector<InsertResult>> SqliteStore::insert(std::span<const NewJob> jobs) {
+  if (auto s = validate_all(jobs); !s) return s.error();
+  if (jobs.empty()) return std::vector<InsertResult>{};
+  return transact(TxKind::write, "insert", [&]() -> Result<std::vector<InsertResult>> {
+    std::vector<InsertResult> out;
+    out.reserve(jobs.size());
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      auto r = insert_one(jobs[i], std::nullopt, i);
+      if (!r) return std::move(r).error();
+      out.push_back(*r);
+    }
+    coalesce_available(events_);
+    return out;
+  });
+}
+
+Result<std::vector<InsertResult>> SqliteStore::spawn(const LeaseRef& parent, std::span<const NewJob> children) {
+  if (auto s = validate_all(children); !s) return s.error();
+  return transact(TxKind::write, "spawn", [&]() -> Result<std::vector<InsertResult>> {
+    if (auto s = check_lease(parent); !s) return s.error();
+    std::vector<InsertResult> out;
+    out.reserve(children.size());
+    for (std::size_t i = 0; i < children.size(); ++i) {
+      auto r = insert_one(children[i], parent.id, i);
+      if (!r) return std::move(r).error();
+      out.push_back(*r);
+    }
+    coalesce_available(events_);
+    return out;
+  });
+}
+
+// --- workers -----------------------------------------------------------------
+
+Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
+  if (request.limit < 1) return make_error(ErrorCode::invalid_argument, "claim limit must be >= 1");
+  if (request.lease_for <= Duration::zero()) return make_error(ErrorCode::invalid_argument, "lease_for must be positive");
+  return transact(TxKind::write, "claim", [&]() -> Result<std::vector<Job>> {
+    std::vector<Job> out;
+    {
+      auto q = db_->query("SELECT paused FROM queues WHERE name = ?");
+      q.bind(0, request.queue);
+      if (q.step() && q.flag(0)) return out;
+    }
+    std::vector<JobRow> rows;
+    {
+      // One statement picks the head of the queue from the partial index and
+      // leases it; BEGIN IMMEDIATE makes the pick and the update one step.
+      auto q = db_->query(
+          "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
+          "lease_expires = ?2, started_at = ?3 "
+          "WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
+          "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS);
+      q.bind(0, request.worker).bind(1, us(now_ + request.lease_for)).bind(2, us(now_));
+      q.bind(3, request.queue).bind(4, request.limit);
+      while (q.step()) rows.push_back(read_job(q));
+    }
+    std::sort(rows.begin(), rows.end(), [](const JobRow& a, const JobRow& b) {
+      return std::tie(a.job.priority, a.job.run_at, a.job.id) < std::tie(b.job.priority, b.job.run_at, b.job.id);
+    });
+    out.reserve(rows.size());
+    for (auto& r : rows) out.push_back(load_details(std::move(r)));
+    return out;
+  });
+}
+
+Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef> leases, Duration extend_by) {
+  if (extend_by <= Duration::zero()) return make_error(ErrorCode::invalid_argument, "extend_by must be positive");
+  return transact(TxKind::write, "heartbeat", [&]() -> Result<std::vector<LeaseStatus>> {
+    std::vector<LeaseStatus> out;
+    out.reserve(leases.size());
+    for (const auto& l : leases) {
+      auto q = db_->query(
+          "UPDATE jobs SET lease_expires = ?3 WHERE id = ?1 AND state = 1 AND lease_token = ?2 "
+          "RETURNING cancel_requested");
+      q.bind(0, l.id).bind(1, static_cast<std::int64_t>(l.token)).bind(2, us(now_ + extend_by));
+      LeaseStatus st;
+      if (q.step()) {
+        st.held = true;
+        st.cancel_requested = q.flag(0);
+      }
+      out.push_back(st);
+    }
+    return out;
+  });
+}
+
+Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> outcomes) {
+  for (const auto& o : outcomes) {
+    if ((o.kind == OutcomeKind::complete || o.kind == OutcomeKind::wait_children) && !o.result.empty()) {
+      if (o.result.size() > kMaxArgsBytes) {
+        return make_error(ErrorCode::invalid_argument, "job " + std::to_string(o.lease.id) + ": result is over " +
+                                                           std::to_string(kMaxArgsBytes) + " bytes");
+      }
+    }
+    if (o.delay < Duration::zero()) {
+      return make_error(ErrorCode::invalid_argument, "job " + std::to_string(o.lease.id) + ": delay is negative");
+    }
+  }
+  return transact(TxKind::write, "finish", [&]() -> Result<std::vector<FinishResult>> {
+    std::vector<FinishResult> out;
+    out.reserve(outcomes.size());
+    for (const auto& o : outcomes) {
+      auto h = head(o.lease.id);
+      if (!h) {
+        out.push_back({make_error(ErrorCode::not_found, "job " + std::to_string(o.lease.id) + " does not exist"),
+                       JobState::pending});
+        continue;
+      }
+      if (h->state != JobState::running || h->token != o.lease.token) {
+        out.push_back({make_error(ErrorCode::stale_lease, "job " + std::to_string(o.lease.id) +
+                                                              " is not held by lease " + std::to_string(o.lease.token)),
+                       h->state});
+        continue;
+      }
+      JobState after = JobState::pending;
+      if (h->cancel_requested) {
+        after = JobState::cancelled;
+        make_final(*h, after);
+      } else {
+        switch (o.kind) {
+          case OutcomeKind::complete: {
+            auto q = db_->query("UPDATE jobs SET result = ? WHERE id = ?");
+            q.bind(0, o.result).bind(1, h->id);
+            q.run();
+            after = JobState::completed;
+            make_final(*h, after);
+            break;
+          }
+          case OutcomeKind::retry: {
+            bool last = h->attempt >= h->max_attempts;
+            add_error(h->id, h->attempt, o.error, false, !last);
+            if (last) {
+              after = JobState::failed;
+              make_final(*h, after);
+            } else {
+              make_pending(h->id, h->queue, now_ + o.delay, 0);
+            }
+            break;
+          }
+          case OutcomeKind::fail:
+            add_error(h->id, h->attempt, o.error, true, false);
+            after = JobState::failed;
+            make_final(*h, after);
+            break;
+          case OutcomeKind::snooze:
+            make_pending(h->id, h->queue, now_ + o.delay, -1);
+            break;
+          case OutcomeKind::release:
+            make_pending(h->id, h->queue, now_, -1);
+            break;
+          case OutcomeKind::cancelled:
+            after = JobState::cancelled;
+            make_final(*h, after);
+            break;
+          case OutcomeKind::wait_children: {
+            auto q = db_->query(
+                "UPDATE jobs SET result = ?2, callback_pending = 1, lease_worker = NULL, lease_expires = NULL, "
+                "state = ?3, attempt = CASE WHEN ?3 = 0 THEN 0 ELSE attempt END, run_at = ?4 WHERE id = ?1");
+            after = h->children_unfinished > 0 ? JobState::waiting : JobState::pending;
+            q.bind(0, h->id).bind(1, o.result).bind(2, state_int(after)).bind(3, us(now_));
+            q.run();
+            if (after == JobState::pending) emit(StoreEvent::Type::available, h->queue, h->id);
+            break;
+          }
+        }
+      }
+      out.push_back({Status{}, after});
+    }
+    coalesce_available(events_);
+    return out;
+  });
+}
+
+Status SqliteStore::report_progress(const LeaseRef& lease, const Progress& progress) {
+  if (progress.done < 0 || progress.total < 0) {
+    return make_error(ErrorCode::invalid_argument, "progress counts must not be negative");
+  }
+  return transact(TxKind::write, "report_progress", [&]() -> Status {
+    if (auto s = check_lease(lease); !s) return s;
+    std::string message = clip_message(progress.message);
+    auto q = db_->query("UPDATE jobs SET progress_done = ?2, progress_total = ?3, progress_message = ?4 WHERE id = ?1");
+    q.bind(0, lease.id).bind(1, progress.done).bind(2, progress.total).bind(3, message);
+    q.run();
+    return {};
+  });
+}
+
+Status SqliteStore::add_item_errors(const LeaseRef& lease, std::span<const ItemError> errors) {
+  return transact(TxKind::write, "add_item_errors", [&]() -> Status {
+    if (auto s = check_lease(lease); !s) return s;
+    std::int64_t count = 0;
+    {
+      auto q = db_->query("SELECT item_error_count FROM jobs WHERE id = ?");
+      q.bind(0, lease.id);
+      if (q.step()) count = q.i64(0);
+    }
+    for (const auto& e : errors) {
+      if (count >= static_cast<std::int64_t>(kMaxStoredItemErrors)) break;
+      std::string item = clip_message(e.item);
+      std::string message = clip_message(e.message);
+      auto q = db_->query("INSERT INTO item_errors(job_id, seq, item, message) VALUES (?, ?, ?, ?)");
+      q.bind(0, lease.id).bind(1, count).bind(2, item).bind(3, message);
+      q.run();
+      ++count;
+    }
+    auto q = db_->query("UPDATE jobs SET item_error_count = item_error_count + ? WHERE id = ?");
+    q.bind(0, static_cast<std::int64_t>(errors.size())).bind(1, lease.id);
+    q.run();
+    return {};
+  });
+}
+
+Result<std::vector<JobId>> SqliteStore::rescue_expired() {
+  return transact(TxKind::write, "rescue_expired", [&]() -> Result<std::vector<JobId>> {
+    std::vector<JobId> ids;
+    {
+      auto q = db_->query("SELECT id FROM jobs WHERE state = 1 AND lease_expires <= ? ORDER BY id");
+      q.bind(0, us(now_));
+      while (q.step()) ids.push_back(q.i64(0));
+    }
+    for (JobId id : ids) {
+      if (auto h = head(id); h && h->state == JobState::running) rescue_one(*h, "lease expired");
+    }
+    coalesce_available(events_);
+    return ids;
+  });
+}
+
+Result<std::optional<TimePoint>> SqliteStore::next_run_at(std::string_view queue) {
+  return transact(TxKind::read, "next_run_at", [&]() -> Result<std::optional<TimePoint>> {
+    auto q = db_->query("SELECT min(run_at) FROM jobs WHERE state = 0 AND queue = ?");
+    q.bind(0, queue);
+    if (q.step() && !q.is_null(0)) return std::optional<TimePoint>(tp(q.i64(0)));
+    return std::optional<TimePoint>();
+  });
+}
+
+// --- control -----------------------------------------------------------------
+
+Result<CancelResult> SqliteStore::cancel(JobId id, std::string_view reason) {
+  return transact(TxKind::write, "cancel", [&]() -> Result<CancelResult> {
+    auto h = head(id);
+    if (!h) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    if (is_final(h->state)) return CancelResult::already_finished;
+    if (!reason.empty() && h->state != JobState::running) {
+      add_error(id, h->attempt, "cancelled: " + std::string(reason), true, false);
+    }
+    cancel_unfinished(*h);
+    return h->state == JobState::running ? CancelResult::requested : CancelResult::cancelled;
+  });
+}
+
+Result<std::vector<JobId>> SqliteStore::expire_stuck(Duration older_than) {
+  if (older_than < Duration::zero()) return make_error(ErrorCode::invalid_argument, "older_than must not be negative");
+  return transact(TxKind::write, "expire_stuck", [&]() -> Result<std::vector<JobId>> {
+    std::vector<JobId> ids;
+    {
+      auto q = db_->query("SELECT id FROM jobs WHERE state = 1 AND started_at < ? ORDER BY id");
+      q.bind(0, us(now_ - older_than));
+      while (q.step()) ids.push_back(q.i64(0));
+    }
+    for (JobId id : ids) {
+      if (auto h = head(id); h && h->state == JobState::running) rescue_one(*h, "stuck: lease taken away by an administrator");
+    }
+    coalesce_available(events_);
+    return ids;
+  });
+}
+
+Status SqliteStore::retry_job(JobId id) {
+  return transact(TxKind::write, "retry_job", [&]() -> Status {
+    auto h = head(id);
+    if (!h) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    if (h->state != JobState::failed && h->state != JobState::cancelled) {
+      return make_error(ErrorCode::wrong_state, "job " + std::to_string(id) + " is " +
+                                                    std::string(to_string(h->state)) + "; only failed or cancelled jobs can be retried");
+    }
+    auto q = db_->query(
+        "UPDATE jobs SET state = 0, run_at = ?2, finished_at = NULL, cancel_requested = 0, "
+        "max_attempts = max(max_attempts, attempt + 1) WHERE id = ?1");
+    q.bind(0, id).bind(1, us(now_));
+    q.run();
+    emit(StoreEvent::Type::available, h->queue, id);
+    return {};
+  });
+}
+
+Status SqliteStore::discard(JobId id) {
+  return transact(TxKind::write, "discard", [&]() -> Status {
+    auto h = head(id);
+    if (!h) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    if (!is_final(h->state)) {
+      return make_error(ErrorCode::wrong_state, "job " + std::to_string(id) + " is " +
+                                                    std::string(to_string(h->state)) + "; only final jobs can be discarded");
+    }
+    for (const char* sql : {"DELETE FROM attempt_errors WHERE job_id = ?", "DELETE FROM item_errors WHERE job_id = ?",
+                            "DELETE FROM dependencies WHERE job_id = ?", "DELETE FROM jobs WHERE id = ?"}) {
+      auto q = db_->query(sql);
+      q.bind(0, id);
+      q.run();
+    }
+    return {};
+  });
+}
+
+Status SqliteStore::set_queue_paused(std::string_view queue, bool paused) {
+  if (queue.empty() || queue.size() > kMaxNameBytes) {
+    return make_error(ErrorCode::invalid_argument, "queue name must be 1.." + std::to_string(kMaxNameBytes) + " bytes");
+  }
+  return transact(TxKind::write, "set_queue_paused", [&]() -> Status {
+    auto q = db_->query(
+        "INSERT INTO queues(name, paused) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET paused = excluded.paused");
+    q.bind(0, queue).bind(1, paused);
+    q.run();
+    if (!paused) emit(StoreEvent::Type::available, queue, 0);
+    return {};
+  });
+}
+
+Result<std::int64_t> SqliteStore::prune(TimePoint finished_before) {
+  return transact(TxKind::write, "prune", [&]() -> Result<std::int64_t> {
+    std::vector<JobId> ids;
+    {
+      auto q = db_->query(
+          "SELECT j.id FROM jobs j WHERE j.finished_at < ?1 AND j.state IN (3, 4, 5) AND NOT EXISTS "
+          "(SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.state IN (0, 1, 2))");
+      q.bind(0, us(finished_before));
+      while (q.step()) ids.push_back(q.i64(0));
+    }
+    for (JobId id : ids) {
+      for (const char* sql : {"DELETE FROM attempt_errors WHERE job_id = ?", "DELETE FROM item_errors WHERE job_id = ?",
+                              "DELETE FROM dependencies WHERE job_id = ?", "DELETE FROM jobs WHERE id = ?"}) {
+        auto q = db_->query(sql);
+        q.bind(0, id);
+        q.run();
+      }
+    }
+    return static_cast<std::int64_t>(ids.size());
+  });
+}
+
+// --- reads -------------------------------------------------------------------
+
+Result<Job> SqliteStore::get(JobId id) {
+  return transact(TxKind::read, "get", [&]() -> Result<Job> {
+    auto q = db_->query("SELECT " PORTER_JOB_COLUMNS " FROM jobs WHERE id = ?");
+    q.bind(0, id);
+    if (!q.step()) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    auto row = read_job(q);
+    return load_details(std::move(row));
+  });
+}
+
+Result<JobPage> SqliteStore::list(const JobFilter& filter, std::optional<JobId> cursor, int limit) {
+  if (limit < 1) return make_error(ErrorCode::invalid_argument, "limit must be >= 1");
+  // The WHERE clause is built from fixed fragments; every value is a bound parameter.
+  std::string sql = "SELECT " PORTER_JOB_COLUMNS " FROM jobs WHERE 1";
+  int n = 0;
+  std::vector<std::function<void(Query&)>> binds;
+  auto param = [&](auto value) {
+    int i = n++;
+    binds.push_back([i, value](Query& q) { q.bind(i, value); });
+    return "?" + std::to_string(i + 1);
+  };
+  if (!filter.states.empty()) {
+    sql += " AND state IN (";
+    for (std::size_t i = 0; i < filter.states.size(); ++i) {
+      sql += (i ? ", " : "") + param(static_cast<std::int64_t>(filter.states[i]));
+    }
+    sql += ")";
+  }
+  if (filter.queue) sql += " AND queue = " + param(std::string_view(*filter.queue));
+  if (filter.kind) sql += " AND kind = " + param(std::string_view(*filter.kind));
+  if (filter.owner) sql += " AND owner = " + param(std::string_view(*filter.owner));
+  if (filter.parent_id) sql += " AND parent_id = " + param(*filter.parent_id);
+  if (filter.created_after) sql += " AND created_at >= " + param(us(*filter.created_after));
+  if (filter.created_before) sql += " AND created_at < " + param(us(*filter.created_before));
+  if (cursor) sql += " AND id < " + param(*cursor);
+  sql += " ORDER BY id DESC LIMIT " + param(static_cast<std::int64_t>(limit) + 1);
+  return transact(TxKind::read, "list", [&]() -> Result<JobPage> {
+    JobPage page;
+    std::vector<JobRow> rows;
+    {
+      auto q = db_->prepare_once(sql);
+      for (auto& b : binds) b(q);
+      while (q.step()) rows.push_back(read_job(q));
+    }
+    bool more = static_cast<int>(rows.size()) > limit;
+    if (more) rows.resize(static_cast<std::size_t>(limit));
+    for (auto& r : rows) page.jobs.push_back(load_details(std::move(r)));
+    if (more) page.next = page.jobs.back().id;
+    return page;
+  });
+}
+
+Duration percentile(std::vector<std::int64_t>& sorted, double p) {
+  if (sorted.empty()) return Duration(0);
+  // Nearest rank: the smallest value with at least p of the samples at or below it.
+  auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+  rank = std::clamp<std::size_t>(rank, 1, sorted.size());
+  return Duration(sorted[rank - 1]);
+}
+
+Result<Stats> SqliteStore::stats(Duration window) {
+  return transact(TxKind::read, "stats", [&]() -> Result<Stats> {
+    Stats st;
+    st.at = now_;
+    std::map<std::string, QueueInfo> queues;
+    {
+      auto q = db_->query("SELECT name, paused FROM queues");
+      while (q.step()) {
+        auto& qi = queues[q.text(0)];
+        qi.paused = q.flag(1);
+      }
+    }
+    {
+      auto q = db_->query(
+          "SELECT queue, state, run_at > ?1, count(*) FROM jobs GROUP BY queue, state, run_at > ?1");
+      q.bind(0, us(now_));
+      while (q.step()) {
+        auto& qi = queues[q.text(0)];
+        std::int64_t c = q.i64(3);
+        switch (static_cast<JobState>(q.i32(1))) {
+          case JobState::pending: (q.flag(2) ? qi.scheduled : qi.pending) += c; break;
+          case JobState::running: qi.running += c; break;
+          case JobState::waiting: qi.waiting += c; break;
+          case JobState::completed: qi.completed += c; break;
+          case JobState::failed: qi.failed += c; break;
+          case JobState::cancelled: qi.cancelled += c; break;
+        }
+      }
+    }
+    for (auto& [name, qi] : queues) {
+      qi.name = name;
+      st.queues.push_back(qi);
+    }
+
+    std::int64_t since = us(now_ - window);
+    struct KindAcc {
+      KindStats s;
+      std::vector<std::int64_t> runs;
+    };
+    std::map<std::string, KindAcc> kinds;
+    {
+      auto q = db_->query(
+          "SELECT kind, state, started_at, finished_at FROM jobs WHERE finished_at >= ? AND state IN (3, 4)");
+      q.bind(0, since);
+      while (q.step()) {
+        auto& k = kinds[q.text(0)];
+        (static_cast<JobState>(q.i32(1)) == JobState::completed ? k.s.completed : k.s.failed) += 1;
+        if (!q.is_null(2)) k.runs.push_back(std::max<std::int64_t>(0, q.i64(3) - q.i64(2)));
+      }
+    }
+    {
+      auto q = db_->query(
+          "SELECT j.kind, count(*) FROM attempt_errors e JOIN jobs j ON j.id = e.job_id "
+          "WHERE e.at >= ? AND e.retried = 1 GROUP BY j.kind");
+      q.bind(0, since);
+      while (q.step()) kinds[q.text(0)].s.retried += q.i64(1);
+    }
+    for (auto& [kind, k] : kinds) {
+      k.s.kind = kind;
+      auto done = k.s.completed + k.s.failed;
+      k.s.failure_rate = done > 0 ? static_cast<double>(k.s.failed) / static_cast<double>(done) : 0.0;
+      std::sort(k.runs.begin(), k.runs.end());
+      k.s.p50 = percentile(k.runs, 0.50);
+      k.s.p95 = percentile(k.runs, 0.95);
+      k.s.p99 = percentile(k.runs, 0.99);
+      st.kinds.push_back(k.s);
+    }
+    {
+      auto q = db_->query(
+          "SELECT min(started_at), sum(lease_expires <= ?1), count(*) FROM jobs WHERE state = 1");
+      q.bind(0, us(now_));
+      if (q.step() && q.i64(2) > 0) {
+        if (!q.is_null(0)) st.oldest_lease_age = now_ - tp(q.i64(0));
+        st.expired_leases = q.i64(1);
+      }
+    }
+    return st;
+  });
+}
+
+// --- opening -----------------------------------------------------------------
+
+// The first 16 bytes of every SQLite database file.
+constexpr std::string_view kSqliteMagic{"SQLite format 3\0", 16};
+
+Status check_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p(path);
+  fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir, ec)) {
+    return make_error(ErrorCode::unavailable, "cannot open '" + path + "': directory '" + dir.string() + "' does not exist");
+  }
+  auto size = fs::file_size(p, ec);
+  if (ec || size == 0) return {};  // new (or empty) database
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return make_error(ErrorCode::unavailable, "cannot read '" + path + "'");
+  char header[16] = {};
+  in.read(header, sizeof header);
+  if (in.gcount() != static_cast<std::streamsize>(sizeof header) || std::string_view(header, 16) != kSqliteMagic) {
+    return make_error(ErrorCode::corruption, "'" + path + "' is not a SQLite database; refusing to touch it");
+  }
+  // With no WAL beside it, the main file holds every page: a file shorter
+  // than its header's page count was truncated.
+  std::ifstream full(p, std::ios::binary);
+  unsigned char h[100] = {};
+  full.read(reinterpret_cast<char*>(h), sizeof h);
+  if (full.gcount() == 100 && !fs::exists(path + "-wal", ec)) {
+    std::uint32_t page_size = (std::uint32_t{h[16]} << 8) | h[17];
+    if (page_size == 1) page_size = 65536;
+    auto be32 = [&](int o) {
+      return (std::uint32_t{h[o]} << 24) | (std::uint32_t{h[o + 1]} << 16) | (std::uint32_t{h[o + 2]} << 8) | h[o + 3];
+    };
+    std::uint32_t pages = be32(28);
+    bool header_size_valid = pages != 0 && be32(24) == be32(92);
+    if (header_size_valid && size < static_cast<std::uintmax_t>(pages) * page_size) {
+      return make_error(ErrorCode::corruption, "'" + path + "' is truncated: " + std::to_string(size) + " bytes, " +
+                                                   std::to_string(pages) + " pages of " + std::to_string(page_size) +
+                                                   " expected");
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Store>> open_sqlite_store(const std::string& path, SqliteOptions options) {
+  if (path.empty()) return make_error(ErrorCode::invalid_argument, "the database path is empty");
+  if (options.busy_timeout < std::chrono::milliseconds(0)) {
+    return make_error(ErrorCode::invalid_argument, "busy_timeout must not be negative");
+  }
+  bool is_uri = path.rfind("file:", 0) == 0;
+  if (!is_uri) {
+    if (auto s = check_file(path); !s) return s.error();
+  }
+  std::unique_ptr<Db> db;
+  try {
+    db = std::make_unique<Db>(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                        SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE);
+    db->exec(("PRAGMA busy_timeout = " + std::to_string(options.busy_timeout.count())).c_str());
+    // Validation reads only; journal mode and schema come after it passed.
+    if (auto s = detail::check_database(*db, path); !s) return s.error();
+    for (int attempt = 0;; ++attempt) {
+      try {
+        // Switching to WAL takes a lock another opening process may hold.
+        db->exec("PRAGMA journal_mode = WAL");
+        break;
+      } catch (const SqliteError& e) {
+        if (!e.busy() || attempt + 1 >= kBusyRetries) throw;
+      }
+    }
+    db->exec(options.durability == Durability::power_loss ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+    db->exec("PRAGMA foreign_keys = OFF");
+    // A current schema needs no write, so a read-only database still opens
+    // (and its first write fails with `unavailable`).
+    for (int attempt = 0; detail::needs_migration(*db); ++attempt) {
+      try {
+        db->exec("BEGIN IMMEDIATE");
+        auto s = detail::migrate(*db);
+        if (!s) {
+          db->exec("ROLLBACK");
+          return s.error();
+        }
+        db->exec("COMMIT");
+        break;
+      } catch (const SqliteError& e) {
+        if (!sqlite3_get_autocommit(db->handle())) sqlite3_exec(db->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        if (!e.busy() || attempt + 1 >= kBusyRetries) throw;
+      }
+    }
+  } catch (const SqliteError& e) {
+    return detail::to_error(e, "opening '" + path + "'");
+  }
+  auto clock = options.clock ? options.clock : system_clock();
+  return std::shared_ptr<Store>(std::make_shared<SqliteStore>(std::move(db), std::move(clock), path));
+}
+
+}  // namespace porter
