@@ -50,7 +50,9 @@ Query& Query::bind(int i, std::int64_t v) {
 
 Query& Query::bind(int i, std::string_view v) {
   // SQLITE_STATIC: the caller's string lives until the statement is reset.
-  if (int rc = sqlite3_bind_text(stmt_, i + 1, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); rc != SQLITE_OK) {
+  // An empty view may have no data pointer, which SQLite would store as NULL.
+  const char* data = v.data() ? v.data() : "";
+  if (int rc = sqlite3_bind_text(stmt_, i + 1, data, static_cast<int>(v.size()), SQLITE_STATIC); rc != SQLITE_OK) {
     db_.fail(rc, "bind");
   }
   return *this;

@@ -126,6 +126,8 @@ struct JobHead {
   ChildFailurePolicy on_failure = ChildFailurePolicy::fail_parent;
   std::int64_t dependent_count = 0;
   std::string queue;
+  std::string kind;
+  TimePoint run_at{};
 };
 
 class SqliteStore final : public Store {
@@ -169,16 +171,21 @@ class SqliteStore final : public Store {
   // --- helpers run inside a transaction (mu_ held) ---
   Result<InsertResult> insert_one(const NewJob& job, std::optional<JobId> parent, std::size_t index);
   std::optional<JobHead> head(JobId id);
-  Status check_lease(const LeaseRef& lease);
-  void add_error(JobId id, int attempt, std::string_view message, bool permanent, bool retried);
-  void make_final(const JobHead& job, JobState state);
-  void make_pending(JobId id, const std::string& queue, TimePoint run_at, int attempt_delta);
-  void on_child_final(JobId parent, JobState child_state, ChildFailurePolicy policy, JobId child);
-  void on_dependency_final(const JobHead& job, JobState state);
-  void cancel_descendants(JobId id);
-  void cancel_unfinished(const JobHead& job);
-  void rescue_one(const JobHead& job, const std::string& message);
+  std::optional<JobHead> live(const LeaseRef& ref);
+  JobState current_state(JobId id);
+  void add_error(const JobHead& job, std::string_view message, bool permanent, bool retried);
+  void finalize(const JobHead& job, JobState state, std::string_view error);
+  void make_pending(const JobHead& job, TimePoint run_at, int attempt_delta);
+  void request_cancel(const JobHead& job);
+  void cancel_descendants(JobId root, std::string_view why);
+  std::vector<JobId> unfinished_children(JobId parent);
+  void run_effects();
+  void after_final(JobId id);
+  void wake_for_callback(const JobHead& job);
+  void give_up_lease(const JobHead& job, const std::string& message);
   Job load_details(JobRow row);
+  void apply_outcome(const JobHead& job, const Outcome& outcome);
+  void set_result(JobId id, const std::string& result);
   void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending) {
     events_.push_back({type, std::string(queue), job, state});
   }
@@ -189,6 +196,7 @@ class SqliteStore final : public Store {
   std::unique_ptr<Db> db_;
   TimePoint now_{};                  // the clock read once at the start of the transaction
   std::vector<PendingEvent> events_; // events of the running transaction
+  std::vector<JobId> finals_;        // jobs made final whose relatives still need updating
   std::shared_ptr<Clock> clock_;
   std::string path_;
 
@@ -196,6 +204,14 @@ class SqliteStore final : public Store {
   std::map<std::uint64_t, std::shared_ptr<Listener>> listeners_;
   std::uint64_t next_listener_ = 1;
 };
+
+// Several jobs of one queue made available in one transaction: one wake-up is enough.
+void coalesce_available(std::vector<PendingEvent>& events) {
+  std::set<std::string> seen;
+  std::erase_if(events, [&](const PendingEvent& e) {
+    return e.type == StoreEvent::Type::available && !seen.insert(e.queue).second;
+  });
+}
 
 template <class T>
 struct IsResult : std::false_type {};
@@ -215,12 +231,15 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
       in_tx = true;
       now_ = clock_->now();
       events_.clear();
+      finals_.clear();
       R result = fn();
       if (!result.has_value()) {
         db_->exec("ROLLBACK");
         events_.clear();
         return result;
       }
+      run_effects();
+      coalesce_available(events_);
       db_->exec("COMMIT");
       in_tx = false;
       delivered.swap(events_);
@@ -269,7 +288,7 @@ void SqliteStore::remove_listener(std::uint64_t id) {
 std::optional<JobHead> SqliteStore::head(JobId id) {
   auto q = db_->query(
       "SELECT state, lease_token, attempt, max_attempts, cancel_requested, children_unfinished, "
-      "dependencies_unfinished, parent_id, on_failure, dependent_count, queue FROM jobs WHERE id = ?");
+      "dependencies_unfinished, parent_id, on_failure, dependent_count, queue, kind, run_at FROM jobs WHERE id = ?");
   q.bind(0, id);
   if (!q.step()) return std::nullopt;
   JobHead h;
@@ -285,145 +304,183 @@ std::optional<JobHead> SqliteStore::head(JobId id) {
   h.on_failure = static_cast<ChildFailurePolicy>(q.i32(8));
   h.dependent_count = q.i64(9);
   h.queue = q.text(10);
+  h.kind = q.text(11);
+  h.run_at = tp(q.i64(12));
   return h;
 }
 
-Status SqliteStore::check_lease(const LeaseRef& lease) {
-  auto q = db_->query("SELECT state, lease_token FROM jobs WHERE id = ?");
-  q.bind(0, lease.id);
-  if (!q.step()) return make_error(ErrorCode::not_found, "job " + std::to_string(lease.id) + " does not exist");
-  if (static_cast<JobState>(q.i32(0)) != JobState::running || static_cast<std::uint64_t>(q.i64(1)) != lease.token) {
-    return make_error(ErrorCode::stale_lease, "job " + std::to_string(lease.id) + " is not held by lease " +
-                                                  std::to_string(lease.token));
-  }
-  return {};
+JobState SqliteStore::current_state(JobId id) {
+  auto q = db_->query("SELECT state FROM jobs WHERE id = ?");
+  q.bind(0, id);
+  return q.step() ? static_cast<JobState>(q.i32(0)) : JobState::pending;
 }
 
-void SqliteStore::add_error(JobId id, int attempt, std::string_view message, bool permanent, bool retried) {
+Error not_found(JobId id) { return make_error(ErrorCode::not_found, "no job " + std::to_string(id)); }
+
+Error stale(const LeaseRef& ref) {
+  return make_error(ErrorCode::stale_lease, "job " + std::to_string(ref.id) + " is not held by lease token " +
+                                                std::to_string(ref.token));
+}
+
+// The job when `ref` is its live lease: running with that token. An expired
+// lease nobody rescued yet is still live (the token decides, as in MemoryStore).
+std::optional<JobHead> SqliteStore::live(const LeaseRef& ref) {
+  auto h = head(ref.id);
+  if (!h || h->state != JobState::running || h->token != ref.token) return std::nullopt;
+  return h;
+}
+
+void SqliteStore::add_error(const JobHead& job, std::string_view message, bool permanent, bool retried) {
   std::string clipped = clip_message(message);
   {
     auto q = db_->query(
         "INSERT INTO attempt_errors(job_id, seq, attempt, at, message, permanent, retried) "
-        "SELECT ?1, error_count, ?2, ?3, ?4, ?5, ?6 FROM jobs WHERE id = ?1");
-    q.bind(0, id).bind(1, attempt).bind(2, us(now_)).bind(3, clipped).bind(4, permanent).bind(5, retried);
+        "SELECT ?1, error_count, attempt, ?2, ?3, ?4, ?5 FROM jobs WHERE id = ?1");
+    q.bind(0, job.id).bind(1, us(now_)).bind(2, clipped).bind(3, permanent).bind(4, retried);
     q.run();
   }
   auto q = db_->query("UPDATE jobs SET error_count = error_count + 1 WHERE id = ?");
-  q.bind(0, id);
+  q.bind(0, job.id);
   q.run();
 }
 
-// pending again at `run_at`, lease dropped; `attempt_delta` -1 hands the attempt back.
-void SqliteStore::make_pending(JobId id, const std::string& queue, TimePoint run_at, int attempt_delta) {
+// Pending again at `run_at`, lease dropped; `attempt_delta` -1 hands the attempt back.
+void SqliteStore::make_pending(const JobHead& job, TimePoint run_at, int attempt_delta) {
   auto q = db_->query(
-      "UPDATE jobs SET state = 0, run_at = ?2, attempt = max(attempt + ?3, 0), lease_worker = NULL, "
+      "UPDATE jobs SET state = 0, run_at = ?2, attempt = attempt + ?3, lease_worker = NULL, "
       "lease_expires = NULL WHERE id = ?1");
-  q.bind(0, id).bind(1, us(run_at)).bind(2, attempt_delta);
+  q.bind(0, job.id).bind(1, us(run_at)).bind(2, attempt_delta);
   q.run();
-  emit(StoreEvent::Type::available, queue, id);
+  emit(StoreEvent::Type::available, job.queue, job.id);
 }
 
-void SqliteStore::make_final(const JobHead& job, JobState state) {
-  {
-    auto q = db_->query(
-        "UPDATE jobs SET state = ?2, finished_at = ?3, lease_worker = NULL, lease_expires = NULL, "
-        "cancel_requested = 0 WHERE id = ?1");
-    q.bind(0, job.id).bind(1, state_int(state)).bind(2, us(now_));
-    q.run();
-  }
+// Moves a job into a final state; its relatives are updated by run_effects().
+void SqliteStore::finalize(const JobHead& job, JobState state, std::string_view error) {
+  if (!error.empty()) add_error(job, error, true, false);
+  auto q = db_->query(
+      "UPDATE jobs SET state = ?2, finished_at = ?3, lease_worker = NULL, lease_expires = NULL, "
+      "callback_pending = CASE WHEN ?2 = 3 THEN 0 ELSE callback_pending END WHERE id = ?1");
+  q.bind(0, job.id).bind(1, state_int(state)).bind(2, us(now_));
+  q.run();
   emit(StoreEvent::Type::finished, job.queue, job.id, state);
-  // Order matters: this job is final before its children are cancelled, so
-  // their own finals only count down this job instead of failing it again.
-  if (state != JobState::completed) cancel_descendants(job.id);
-  if (job.parent_id) on_child_final(*job.parent_id, state, job.on_failure, job.id);
-  if (job.dependent_count > 0) on_dependency_final(job, state);
+  finals_.push_back(job.id);
 }
 
-void SqliteStore::on_child_final(JobId parent_id, JobState child_state, ChildFailurePolicy policy, JobId child) {
-  {
-    auto q = db_->query("UPDATE jobs SET children_unfinished = max(children_unfinished - 1, 0) WHERE id = ?");
-    q.bind(0, parent_id);
-    q.run();
-  }
-  auto parent = head(parent_id);
-  if (!parent || is_final(parent->state)) return;
-  if (child_state != JobState::completed && policy == ChildFailurePolicy::fail_parent) {
-    add_error(parent_id, parent->attempt,
-              "child job " + std::to_string(child) + " " + std::string(to_string(child_state)), true, false);
-    make_final(*parent, JobState::failed);
-    return;
-  }
-  if (parent->children_unfinished == 0 && parent->state == JobState::waiting && parent->dependencies_unfinished == 0) {
-    // Every child is final: the parent runs again as its callback phase.
-    auto q = db_->query(
-        "UPDATE jobs SET state = 0, run_at = ?2, attempt = 0, callback_pending = 1 WHERE id = ?1");
-    q.bind(0, parent_id).bind(1, us(now_));
-    q.run();
-    emit(StoreEvent::Type::available, parent->queue, parent_id);
-  }
+void SqliteStore::request_cancel(const JobHead& job) {
+  if (job.cancel_requested) return;
+  auto q = db_->query("UPDATE jobs SET cancel_requested = 1 WHERE id = ?");
+  q.bind(0, job.id);
+  q.run();
+  emit(StoreEvent::Type::cancel_requested, job.queue, job.id, JobState::running);
 }
 
-void SqliteStore::on_dependency_final(const JobHead& job, JobState state) {
-  std::vector<JobId> dependents;
-  {
-    auto q = db_->query("SELECT job_id FROM dependencies WHERE depends_on = ?");
-    q.bind(0, job.id);
-    while (q.step()) dependents.push_back(q.i64(0));
-  }
-  for (JobId d : dependents) {
-    auto dep = head(d);
-    if (!dep || dep->state != JobState::waiting || dep->dependencies_unfinished <= 0) continue;
-    if (state == JobState::completed) {
-      auto q = db_->query("UPDATE jobs SET dependencies_unfinished = dependencies_unfinished - 1 WHERE id = ?");
-      q.bind(0, d);
-      q.run();
-      if (dep->dependencies_unfinished == 1) make_pending(d, dep->queue, now_, 0);
+// Every unfinished descendant of `root`: pending and waiting ones are
+// cancelled now, running ones asked to stop (and their descendants cancelled).
+void SqliteStore::cancel_descendants(JobId root, std::string_view why) {
+  std::vector<JobId> todo = unfinished_children(root);
+  while (!todo.empty()) {
+    JobId id = todo.back();
+    todo.pop_back();
+    auto c = head(id);
+    if (!c || is_final(c->state)) continue;
+    if (c->state == JobState::running) {
+      request_cancel(*c);
     } else {
-      add_error(d, dep->attempt,
-                "dependency " + std::to_string(job.id) + " " + std::string(to_string(state)), true, false);
-      make_final(*dep, JobState::cancelled);
+      finalize(*c, JobState::cancelled, why);
+    }
+    auto more = unfinished_children(id);
+    todo.insert(todo.end(), more.begin(), more.end());
+  }
+}
+
+std::vector<JobId> SqliteStore::unfinished_children(JobId parent) {
+  std::vector<JobId> ids;
+  auto q = db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2) ORDER BY id");
+  q.bind(0, parent);
+  while (q.step()) ids.push_back(q.i64(0));
+  return ids;
+}
+
+// Jobs that became final in this transaction update their parent, dependents
+// and descendants. A worklist, not recursion: chains can be long.
+void SqliteStore::run_effects() {
+  while (!finals_.empty()) {
+    JobId id = finals_.back();
+    finals_.pop_back();
+    after_final(id);
+  }
+}
+
+void SqliteStore::after_final(JobId id) {
+  auto r = head(id);
+  if (!r || !is_final(r->state)) return;  // retried again meanwhile: nothing to propagate
+  const bool bad = r->state != JobState::completed;
+  const std::string what = "job " + std::to_string(id) + " (" + r->kind + ") " +
+                           (r->state == JobState::failed ? "failed" : "was cancelled");
+  if (bad) cancel_descendants(id, "cancelled: parent " + what);
+  if (r->parent_id) {
+    if (auto p = head(*r->parent_id); p && !is_final(p->state)) {
+      if (p->children_unfinished > 0) {
+        auto q = db_->query("UPDATE jobs SET children_unfinished = children_unfinished - 1 WHERE id = ?");
+        q.bind(0, p->id);
+        q.run();
+        --p->children_unfinished;
+      }
+      if (bad && r->on_failure == ChildFailurePolicy::fail_parent && !p->cancel_requested) {
+        std::string message = "child " + what;
+        auto q = db_->query("SELECT message FROM attempt_errors WHERE job_id = ? ORDER BY seq DESC LIMIT 1");
+        q.bind(0, id);
+        if (q.step()) message += ": " + q.text(0);
+        q.run();
+        finalize(*p, JobState::failed, message);
+      } else if (p->children_unfinished == 0 && p->state == JobState::waiting && p->dependencies_unfinished == 0) {
+        wake_for_callback(*p);
+      }
+    }
+  }
+  if (r->dependent_count > 0) {
+    std::vector<JobId> dependents;
+    {
+      auto q = db_->query("SELECT job_id FROM dependencies WHERE depends_on = ?");
+      q.bind(0, id);
+      while (q.step()) dependents.push_back(q.i64(0));
+    }
+    for (JobId d : dependents) {
+      auto dep = head(d);
+      if (!dep || is_final(dep->state)) continue;
+      if (bad) {
+        finalize(*dep, JobState::cancelled, "cancelled: dependency " + what);
+      } else if (dep->dependencies_unfinished > 0) {
+        auto q = db_->query("UPDATE jobs SET dependencies_unfinished = dependencies_unfinished - 1 WHERE id = ?");
+        q.bind(0, d);
+        q.run();
+        if (dep->dependencies_unfinished == 1 && dep->state == JobState::waiting) make_pending(*dep, dep->run_at, 0);
+      }
     }
   }
 }
 
-void SqliteStore::cancel_descendants(JobId id) {
-  std::vector<JobId> children;
-  {
-    auto q = db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2)");
-    q.bind(0, id);
-    while (q.step()) children.push_back(q.i64(0));
-  }
-  for (JobId c : children) {
-    auto child = head(c);
-    if (child && !is_final(child->state)) cancel_unfinished(*child);
-  }
+// Every child is final: the parent runs again as its callback phase.
+void SqliteStore::wake_for_callback(const JobHead& job) {
+  auto q = db_->query(
+      "UPDATE jobs SET state = 0, run_at = ?2, attempt = 0, callback_pending = 1, lease_worker = NULL, "
+      "lease_expires = NULL WHERE id = ?1");
+  q.bind(0, job.id).bind(1, us(now_));
+  q.run();
+  emit(StoreEvent::Type::available, job.queue, job.id);
 }
 
-// Pending or waiting: cancelled now. Running: asked to stop (its handler ends
-// it cancelled), and its own unfinished children are cancelled now.
-void SqliteStore::cancel_unfinished(const JobHead& job) {
-  if (job.state == JobState::running) {
-    if (!job.cancel_requested) {
-      auto q = db_->query("UPDATE jobs SET cancel_requested = 1 WHERE id = ?");
-      q.bind(0, job.id);
-      q.run();
-      emit(StoreEvent::Type::cancel_requested, job.queue, job.id, JobState::running);
-    }
-    cancel_descendants(job.id);
-    return;
-  }
-  make_final(job, JobState::cancelled);
-}
-
-void SqliteStore::rescue_one(const JobHead& job, const std::string& message) {
-  bool last = job.attempt >= job.max_attempts;
-  add_error(job.id, job.attempt, message, false, !last && !job.cancel_requested);
+// rescue_expired / expire_stuck: the running job loses its lease; the attempt
+// counts as a transient failure.
+void SqliteStore::give_up_lease(const JobHead& job, const std::string& message) {
   if (job.cancel_requested) {
-    make_final(job, JobState::cancelled);
-  } else if (last) {
-    make_final(job, JobState::failed);
+    finalize(job, JobState::cancelled, message);
+  } else if (job.attempt >= job.max_attempts) {
+    add_error(job, message, false, false);  // the attempt failed transiently; the attempts ran out
+    finalize(job, JobState::failed, {});
   } else {
-    make_pending(job.id, job.queue, now_, 0);
+    add_error(job, message, false, true);
+    make_pending(job, now_, 0);
   }
 }
 
@@ -450,18 +507,18 @@ Job SqliteStore::load_details(JobRow row) {
 // --- producers ---------------------------------------------------------------
 
 Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<JobId> parent, std::size_t index) {
-  std::string prefix = "job " + std::to_string(index) + ": ";
   if (!job.unique_key.empty()) {
+    // The newest job with the key that is within the new job's scope.
     const char* sql = nullptr;
     switch (job.unique_scope) {
       case UniqueScope::active:
-        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND state IN (0, 1, 2) ORDER BY id LIMIT 1";
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND state IN (0, 1, 2) ORDER BY id DESC LIMIT 1";
         break;
       case UniqueScope::period:
-        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND created_at > ?3 ORDER BY id LIMIT 1";
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND created_at > ?3 ORDER BY id DESC LIMIT 1";
         break;
       case UniqueScope::always:
-        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 ORDER BY id LIMIT 1";
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 ORDER BY id DESC LIMIT 1";
         break;
     }
     auto q = db_->query(sql);
@@ -476,72 +533,73 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
     if (std::find(deps.begin(), deps.end(), d) == deps.end()) deps.push_back(d);
   }
   int unfinished = 0;
-  std::optional<JobId> dead_dependency;
-  JobState dead_state = JobState::cancelled;
+  std::string doomed;
   for (JobId d : deps) {
-    auto q = db_->query("SELECT state FROM jobs WHERE id = ?");
-    q.bind(0, d);
-    if (!q.step()) {
-      return make_error(ErrorCode::not_found, prefix + "dependency " + std::to_string(d) + " does not exist");
+    auto dep = head(d);
+    if (!dep) {
+      return make_error(ErrorCode::not_found,
+                        "job " + std::to_string(index) + ": dependency " + std::to_string(d) + " does not exist");
     }
-    auto s = static_cast<JobState>(q.i32(0));
-    if (s == JobState::failed || s == JobState::cancelled) {
-      if (!dead_dependency) {
-        dead_dependency = d;
-        dead_state = s;
+    if (dep->state == JobState::completed) continue;
+    if (is_final(dep->state)) {
+      if (doomed.empty()) {
+        doomed = "cancelled: dependency job " + std::to_string(d) + " (" + dep->kind + ") " +
+                 (dep->state == JobState::failed ? "failed" : "was cancelled");
       }
-    } else if (s != JobState::completed) {
-      ++unfinished;
+      continue;
     }
+    ++unfinished;
   }
-  JobState state = dead_dependency ? JobState::cancelled : unfinished > 0 ? JobState::waiting : JobState::pending;
+  // A doomed job is stored waiting and finalized below, so its parent and
+  // counters see an ordinary transition.
+  JobState state = !doomed.empty() || unfinished > 0 ? JobState::waiting : JobState::pending;
   TimePoint run_at = resolve_run_at(job, now_);
   int max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
 
-  JobId id = 0;
+  JobHead h;
   {
     auto q = db_->query(
         "INSERT INTO jobs(kind, args, queue, priority, state, run_at, max_attempts, owner, unique_key, description, "
-        "parent_id, on_failure, created_at, finished_at, dependencies_unfinished, dependency_count) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+        "parent_id, on_failure, created_at, dependencies_unfinished, dependency_count) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
     q.bind(0, job.kind).bind(1, job.args).bind(2, job.queue).bind(3, job.priority).bind(4, state_int(state));
     q.bind(5, us(run_at)).bind(6, max_attempts).bind(7, job.owner).bind_text_or_null(8, job.unique_key);
     q.bind(9, job.description).bind(10, parent).bind(11, static_cast<int>(job.on_failure)).bind(12, us(now_));
-    if (state == JobState::cancelled) {
-      q.bind(13, us(now_));
-    } else {
-      q.bind_null(13);
-    }
-    q.bind(14, dead_dependency ? 0 : unfinished).bind(15, static_cast<std::int64_t>(deps.size()));
+    q.bind(13, unfinished).bind(14, static_cast<std::int64_t>(deps.size()));
     q.run();
-    id = db_->last_insert_rowid();
+    h.id = db_->last_insert_rowid();
   }
+  h.state = state;
+  h.max_attempts = max_attempts;
+  h.dependencies_unfinished = unfinished;
+  h.parent_id = parent;
+  h.on_failure = job.on_failure;
+  h.queue = job.queue;
+  h.kind = job.kind;
+  h.run_at = run_at;
   for (std::size_t i = 0; i < deps.size(); ++i) {
-    JobId d = deps[i];
     {
       auto q = db_->query("INSERT INTO dependencies(job_id, depends_on, seq) VALUES (?, ?, ?)");
-      q.bind(0, id).bind(1, d).bind(2, static_cast<std::int64_t>(i));
+      q.bind(0, h.id).bind(1, deps[i]).bind(2, static_cast<std::int64_t>(i));
       q.run();
     }
     auto q = db_->query("UPDATE jobs SET dependent_count = dependent_count + 1 WHERE id = ?");
-    q.bind(0, d);
+    q.bind(0, deps[i]);
     q.run();
   }
   if (parent) {
     auto q = db_->query(
-        "UPDATE jobs SET children_total = children_total + 1, children_unfinished = children_unfinished + ?2 "
-        "WHERE id = ?1");
-    q.bind(0, *parent).bind(1, state == JobState::cancelled ? 0 : 1);
+        "UPDATE jobs SET children_total = children_total + 1, children_unfinished = children_unfinished + 1 "
+        "WHERE id = ?");
+    q.bind(0, *parent);
     q.run();
   }
-  if (dead_dependency) {
-    add_error(id, 0, "dependency " + std::to_string(*dead_dependency) + " " + std::string(to_string(dead_state)), true,
-              false);
-    emit(StoreEvent::Type::finished, job.queue, id, JobState::cancelled);
+  if (!doomed.empty()) {
+    finalize(h, JobState::cancelled, doomed);
   } else if (state == JobState::pending) {
-    emit(StoreEvent::Type::available, job.queue, id);
+    emit(StoreEvent::Type::available, job.queue, h.id);
   }
-  return InsertResult{id, false};
+  return InsertResult{h.id, false};
 }
 
 Status validate_all(std::span<const NewJob> jobs) {
@@ -553,13 +611,6 @@ Status validate_all(std::span<const NewJob> jobs) {
   return {};
 }
 
-// Several jobs of one queue made available in one transaction: one wake-up is enough.
-void coalesce_available(std::vector<PendingEvent>& events) {
-  std::set<std::string> seen;
-  std::erase_if(events, [&](const PendingEvent& e) {
-    return e.type == StoreEvent::Type::available && !seen.insert(e.queue).second;
-  });
-}
 
 Result<std::vector<InsertResult>> SqliteStore::insert(std::span<const NewJob> jobs) {
   if (auto s = validate_all(jobs); !s) return s.error();
@@ -572,7 +623,6 @@ Result<std::vector<InsertResult>> SqliteStore::insert(std::span<const NewJob> jo
       if (!r) return std::move(r).error();
       out.push_back(*r);
     }
-    coalesce_available(events_);
     return out;
   });
 }
@@ -580,7 +630,7 @@ Result<std::vector<InsertResult>> SqliteStore::insert(std::span<const NewJob> jo
 Result<std::vector<InsertResult>> SqliteStore::spawn(const LeaseRef& parent, std::span<const NewJob> children) {
   if (auto s = validate_all(children); !s) return s.error();
   return transact(TxKind::write, "spawn", [&]() -> Result<std::vector<InsertResult>> {
-    if (auto s = check_lease(parent); !s) return s.error();
+    if (!live(parent)) return stale(parent);
     std::vector<InsertResult> out;
     out.reserve(children.size());
     for (std::size_t i = 0; i < children.size(); ++i) {
@@ -588,7 +638,6 @@ Result<std::vector<InsertResult>> SqliteStore::spawn(const LeaseRef& parent, std
       if (!r) return std::move(r).error();
       out.push_back(*r);
     }
-    coalesce_available(events_);
     return out;
   });
 }
@@ -650,98 +699,94 @@ Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef
 
 Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> outcomes) {
   for (const auto& o : outcomes) {
-    if ((o.kind == OutcomeKind::complete || o.kind == OutcomeKind::wait_children) && !o.result.empty()) {
-      if (o.result.size() > kMaxArgsBytes) {
-        return make_error(ErrorCode::invalid_argument, "job " + std::to_string(o.lease.id) + ": result is over " +
-                                                           std::to_string(kMaxArgsBytes) + " bytes");
-      }
-    }
-    if (o.delay < Duration::zero()) {
-      return make_error(ErrorCode::invalid_argument, "job " + std::to_string(o.lease.id) + ": delay is negative");
+    if (o.result.size() > kMaxArgsBytes) {
+      return make_error(ErrorCode::invalid_argument, "job " + std::to_string(o.lease.id) + ": result is over " +
+                                                         std::to_string(kMaxArgsBytes) + " bytes");
     }
   }
   return transact(TxKind::write, "finish", [&]() -> Result<std::vector<FinishResult>> {
     std::vector<FinishResult> out;
     out.reserve(outcomes.size());
     for (const auto& o : outcomes) {
-      auto h = head(o.lease.id);
+      auto h = live(o.lease);
       if (!h) {
-        out.push_back({make_error(ErrorCode::not_found, "job " + std::to_string(o.lease.id) + " does not exist"),
-                       JobState::pending});
+        out.push_back({stale(o.lease), current_state(o.lease.id)});
         continue;
       }
-      if (h->state != JobState::running || h->token != o.lease.token) {
-        out.push_back({make_error(ErrorCode::stale_lease, "job " + std::to_string(o.lease.id) +
-                                                              " is not held by lease " + std::to_string(o.lease.token)),
-                       h->state});
-        continue;
-      }
-      JobState after = JobState::pending;
-      if (h->cancel_requested) {
-        after = JobState::cancelled;
-        make_final(*h, after);
-      } else {
-        switch (o.kind) {
-          case OutcomeKind::complete: {
-            auto q = db_->query("UPDATE jobs SET result = ? WHERE id = ?");
-            q.bind(0, o.result).bind(1, h->id);
-            q.run();
-            after = JobState::completed;
-            make_final(*h, after);
-            break;
-          }
-          case OutcomeKind::retry: {
-            bool last = h->attempt >= h->max_attempts;
-            add_error(h->id, h->attempt, o.error, false, !last);
-            if (last) {
-              after = JobState::failed;
-              make_final(*h, after);
-            } else {
-              make_pending(h->id, h->queue, now_ + o.delay, 0);
-            }
-            break;
-          }
-          case OutcomeKind::fail:
-            add_error(h->id, h->attempt, o.error, true, false);
-            after = JobState::failed;
-            make_final(*h, after);
-            break;
-          case OutcomeKind::snooze:
-            make_pending(h->id, h->queue, now_ + o.delay, -1);
-            break;
-          case OutcomeKind::release:
-            make_pending(h->id, h->queue, now_, -1);
-            break;
-          case OutcomeKind::cancelled:
-            after = JobState::cancelled;
-            make_final(*h, after);
-            break;
-          case OutcomeKind::wait_children: {
-            auto q = db_->query(
-                "UPDATE jobs SET result = ?2, callback_pending = 1, lease_worker = NULL, lease_expires = NULL, "
-                "state = ?3, attempt = CASE WHEN ?3 = 0 THEN 0 ELSE attempt END, run_at = ?4 WHERE id = ?1");
-            after = h->children_unfinished > 0 ? JobState::waiting : JobState::pending;
-            q.bind(0, h->id).bind(1, o.result).bind(2, state_int(after)).bind(3, us(now_));
-            q.run();
-            if (after == JobState::pending) emit(StoreEvent::Type::available, h->queue, h->id);
-            break;
-          }
-        }
-      }
-      out.push_back({Status{}, after});
+      apply_outcome(*h, o);
+      out.push_back({Status{}, JobState::pending});
     }
-    coalesce_available(events_);
+    // Effects may move a job again (a child failing its parent), so report
+    // the state after the whole transaction.
+    run_effects();
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+      if (out[i].status) out[i].state = current_state(outcomes[i].lease.id);
+    }
     return out;
   });
+}
+
+void SqliteStore::apply_outcome(const JobHead& h, const Outcome& o) {
+  const Duration delay = std::max(o.delay, Duration::zero());  // negative delays count as zero
+  if (h.cancel_requested) {
+    // Whatever the handler says, it was asked to stop.
+    if (!o.error.empty()) add_error(h, o.error, false, false);
+    finalize(h, JobState::cancelled, {});
+    return;
+  }
+  switch (o.kind) {
+    case OutcomeKind::complete:
+      if (!o.result.empty()) set_result(h.id, o.result);
+      finalize(h, JobState::completed, {});
+      return;
+    case OutcomeKind::retry: {
+      bool last = h.attempt >= h.max_attempts;
+      add_error(h, o.error, false, !last);
+      if (last) {
+        finalize(h, JobState::failed, {});
+      } else {
+        make_pending(h, now_ + delay, 0);
+      }
+      return;
+    }
+    case OutcomeKind::fail:
+      finalize(h, JobState::failed, o.error.empty() ? std::string_view("failed") : std::string_view(o.error));
+      return;
+    case OutcomeKind::snooze:
+      make_pending(h, now_ + delay, -1);
+      return;
+    case OutcomeKind::release:
+      make_pending(h, now_, -1);
+      return;
+    case OutcomeKind::cancelled:
+      finalize(h, JobState::cancelled, o.error);
+      return;
+    case OutcomeKind::wait_children:
+      if (!o.result.empty()) set_result(h.id, o.result);
+      if (h.children_unfinished > 0) {
+        auto q = db_->query("UPDATE jobs SET state = 2, lease_worker = NULL, lease_expires = NULL WHERE id = ?");
+        q.bind(0, h.id);
+        q.run();
+      } else {
+        wake_for_callback(h);
+      }
+      return;
+  }
+}
+
+void SqliteStore::set_result(JobId id, const std::string& result) {
+  auto q = db_->query("UPDATE jobs SET result = ? WHERE id = ?");
+  q.bind(0, result).bind(1, id);
+  q.run();
 }
 
 Status SqliteStore::report_progress(const LeaseRef& lease, const Progress& progress) {
   if (progress.done < 0 || progress.total < 0) {
     return make_error(ErrorCode::invalid_argument, "progress counts must not be negative");
   }
+  std::string message = clip_message(progress.message);
   return transact(TxKind::write, "report_progress", [&]() -> Status {
-    if (auto s = check_lease(lease); !s) return s;
-    std::string message = clip_message(progress.message);
+    if (!live(lease)) return stale(lease);
     auto q = db_->query("UPDATE jobs SET progress_done = ?2, progress_total = ?3, progress_message = ?4 WHERE id = ?1");
     q.bind(0, lease.id).bind(1, progress.done).bind(2, progress.total).bind(3, message);
     q.run();
@@ -751,7 +796,8 @@ Status SqliteStore::report_progress(const LeaseRef& lease, const Progress& progr
 
 Status SqliteStore::add_item_errors(const LeaseRef& lease, std::span<const ItemError> errors) {
   return transact(TxKind::write, "add_item_errors", [&]() -> Status {
-    if (auto s = check_lease(lease); !s) return s;
+    if (!live(lease)) return stale(lease);
+    if (errors.empty()) return {};
     std::int64_t count = 0;
     {
       auto q = db_->query("SELECT item_error_count FROM jobs WHERE id = ?");
@@ -778,14 +824,13 @@ Result<std::vector<JobId>> SqliteStore::rescue_expired() {
   return transact(TxKind::write, "rescue_expired", [&]() -> Result<std::vector<JobId>> {
     std::vector<JobId> ids;
     {
-      auto q = db_->query("SELECT id FROM jobs WHERE state = 1 AND lease_expires <= ? ORDER BY id");
+      auto q = db_->query("SELECT id FROM jobs WHERE state = 1 AND lease_expires <= ? ORDER BY lease_expires, id");
       q.bind(0, us(now_));
       while (q.step()) ids.push_back(q.i64(0));
     }
     for (JobId id : ids) {
-      if (auto h = head(id); h && h->state == JobState::running) rescue_one(*h, "lease expired");
+      if (auto h = head(id); h && h->state == JobState::running) give_up_lease(*h, "lease expired");
     }
-    coalesce_available(events_);
     return ids;
   });
 }
@@ -804,29 +849,37 @@ Result<std::optional<TimePoint>> SqliteStore::next_run_at(std::string_view queue
 Result<CancelResult> SqliteStore::cancel(JobId id, std::string_view reason) {
   return transact(TxKind::write, "cancel", [&]() -> Result<CancelResult> {
     auto h = head(id);
-    if (!h) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    if (!h) return not_found(id);
     if (is_final(h->state)) return CancelResult::already_finished;
-    if (!reason.empty() && h->state != JobState::running) {
-      add_error(id, h->attempt, "cancelled: " + std::string(reason), true, false);
+    std::string why = reason.empty() ? std::string("cancelled") : "cancelled: " + std::string(reason);
+    if (h->state == JobState::running) {
+      request_cancel(*h);
+      cancel_descendants(id, why);
+      return CancelResult::requested;
     }
-    cancel_unfinished(*h);
-    return h->state == JobState::running ? CancelResult::requested : CancelResult::cancelled;
+    finalize(*h, JobState::cancelled, why);
+    return CancelResult::cancelled;
   });
 }
 
 Result<std::vector<JobId>> SqliteStore::expire_stuck(Duration older_than) {
   if (older_than < Duration::zero()) return make_error(ErrorCode::invalid_argument, "older_than must not be negative");
   return transact(TxKind::write, "expire_stuck", [&]() -> Result<std::vector<JobId>> {
-    std::vector<JobId> ids;
+    std::vector<std::pair<JobId, std::int64_t>> stuck;
     {
-      auto q = db_->query("SELECT id FROM jobs WHERE state = 1 AND started_at < ? ORDER BY id");
+      auto q = db_->query(
+          "SELECT id, started_at FROM jobs WHERE state = 1 AND started_at < ? ORDER BY lease_expires, id");
       q.bind(0, us(now_ - older_than));
-      while (q.step()) ids.push_back(q.i64(0));
+      while (q.step()) stuck.emplace_back(q.i64(0), q.i64(1));
     }
-    for (JobId id : ids) {
-      if (auto h = head(id); h && h->state == JobState::running) rescue_one(*h, "stuck: lease taken away by an administrator");
+    std::vector<JobId> ids;
+    for (auto [id, started] : stuck) {
+      auto h = head(id);
+      if (!h || h->state != JobState::running) continue;
+      auto secs = std::chrono::duration_cast<std::chrono::seconds>(now_ - tp(started)).count();
+      give_up_lease(*h, "expired as stuck after " + std::to_string(secs) + "s");
+      ids.push_back(id);
     }
-    coalesce_available(events_);
     return ids;
   });
 }
@@ -834,17 +887,27 @@ Result<std::vector<JobId>> SqliteStore::expire_stuck(Duration older_than) {
 Status SqliteStore::retry_job(JobId id) {
   return transact(TxKind::write, "retry_job", [&]() -> Status {
     auto h = head(id);
-    if (!h) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    if (!h) return not_found(id);
     if (h->state != JobState::failed && h->state != JobState::cancelled) {
       return make_error(ErrorCode::wrong_state, "job " + std::to_string(id) + " is " +
-                                                    std::string(to_string(h->state)) + "; only failed or cancelled jobs can be retried");
+                                                    std::string(to_string(h->state)) +
+                                                    "; only failed or cancelled jobs can be retried");
     }
-    auto q = db_->query(
-        "UPDATE jobs SET state = 0, run_at = ?2, finished_at = NULL, cancel_requested = 0, "
-        "max_attempts = max(max_attempts, attempt + 1) WHERE id = ?1");
-    q.bind(0, id).bind(1, us(now_));
-    q.run();
-    emit(StoreEvent::Type::available, h->queue, id);
+    {
+      auto q = db_->query(
+          "UPDATE jobs SET finished_at = NULL, cancel_requested = 0, max_attempts = max(max_attempts, attempt + 1) "
+          "WHERE id = ?");
+      q.bind(0, id);
+      q.run();
+    }
+    // A child whose parent still runs or waits makes the parent wait for it again.
+    if (h->parent_id) {
+      auto q = db_->query(
+          "UPDATE jobs SET children_unfinished = children_unfinished + 1 WHERE id = ? AND state IN (0, 1, 2)");
+      q.bind(0, *h->parent_id);
+      q.run();
+    }
+    make_pending(*h, now_, 0);
     return {};
   });
 }
@@ -852,7 +915,7 @@ Status SqliteStore::retry_job(JobId id) {
 Status SqliteStore::discard(JobId id) {
   return transact(TxKind::write, "discard", [&]() -> Status {
     auto h = head(id);
-    if (!h) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    if (!h) return not_found(id);
     if (!is_final(h->state)) {
       return make_error(ErrorCode::wrong_state, "job " + std::to_string(id) + " is " +
                                                     std::string(to_string(h->state)) + "; only final jobs can be discarded");
@@ -868,15 +931,19 @@ Status SqliteStore::discard(JobId id) {
 }
 
 Status SqliteStore::set_queue_paused(std::string_view queue, bool paused) {
-  if (queue.empty() || queue.size() > kMaxNameBytes) {
-    return make_error(ErrorCode::invalid_argument, "queue name must be 1.." + std::to_string(kMaxNameBytes) + " bytes");
-  }
+  if (auto s = validate(NewJob{.kind = "queue", .queue = std::string(queue)}); !s) return s;
   return transact(TxKind::write, "set_queue_paused", [&]() -> Status {
+    bool was_paused = false;
+    {
+      auto q = db_->query("SELECT paused FROM queues WHERE name = ?");
+      q.bind(0, queue);
+      was_paused = q.step() && q.flag(0);
+    }
     auto q = db_->query(
         "INSERT INTO queues(name, paused) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET paused = excluded.paused");
     q.bind(0, queue).bind(1, paused);
     q.run();
-    if (!paused) emit(StoreEvent::Type::available, queue, 0);
+    if (was_paused && !paused) emit(StoreEvent::Type::available, queue, 0);
     return {};
   });
 }
@@ -909,7 +976,7 @@ Result<Job> SqliteStore::get(JobId id) {
   return transact(TxKind::read, "get", [&]() -> Result<Job> {
     auto q = db_->query("SELECT " PORTER_JOB_COLUMNS " FROM jobs WHERE id = ?");
     q.bind(0, id);
-    if (!q.step()) return make_error(ErrorCode::not_found, "job " + std::to_string(id) + " does not exist");
+    if (!q.step()) return not_found(id);
     auto row = read_job(q);
     return load_details(std::move(row));
   });
@@ -996,7 +1063,9 @@ Result<Stats> SqliteStore::stats(Duration window) {
     }
     for (auto& [name, qi] : queues) {
       qi.name = name;
-      st.queues.push_back(qi);
+      // Listed: every queue that has jobs or is paused.
+      auto stored = qi.pending + qi.scheduled + qi.running + qi.waiting + qi.completed + qi.failed + qi.cancelled;
+      if (stored > 0 || qi.paused) st.queues.push_back(qi);
     }
 
     std::int64_t since = us(now_ - window);
@@ -1012,7 +1081,7 @@ Result<Stats> SqliteStore::stats(Duration window) {
       while (q.step()) {
         auto& k = kinds[q.text(0)];
         (static_cast<JobState>(q.i32(1)) == JobState::completed ? k.s.completed : k.s.failed) += 1;
-        if (!q.is_null(2)) k.runs.push_back(std::max<std::int64_t>(0, q.i64(3) - q.i64(2)));
+        k.runs.push_back(q.is_null(2) ? 0 : q.i64(3) - q.i64(2));
       }
     }
     {
