@@ -1,0 +1,113 @@
+// Conformance: operations from many threads at once. Sized to stay quick
+// under sanitizers; the properties, not the timings, are checked.
+#include "conformance/conformance.h"
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+using namespace porter;
+using namespace porter::test;
+
+TEST_CASE("four threads claiming at once never get the same job", "[concurrency][claim]") {
+  PORTER_STORE_UNDER_TEST();
+  constexpr int kJobs = 2000;
+  std::vector<NewJob> batch(kJobs, new_job());
+  REQUIRE(store->insert(batch).has_value());
+  std::vector<std::vector<JobId>> got(4);
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (;;) {
+        auto jobs = store->claim(ClaimRequest{"default", "w" + std::to_string(t), 16, 30s});
+        if (!jobs) {
+          ++errors;
+          return;
+        }
+        if (jobs->empty()) return;
+        std::vector<Outcome> outs;
+        for (const auto& j : *jobs) {
+          got[static_cast<std::size_t>(t)].push_back(j.id);
+          outs.push_back(outcome(j, OutcomeKind::complete));
+        }
+        if (!store->finish(outs)) ++errors;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(errors == 0);
+  std::set<JobId> all;
+  std::size_t total = 0;
+  for (const auto& v : got) {
+    total += v.size();
+    all.insert(v.begin(), v.end());
+  }
+  CHECK(total == static_cast<std::size_t>(kJobs));
+  CHECK(all.size() == static_cast<std::size_t>(kJobs));
+}
+
+TEST_CASE("a unique enqueue racing from 8 threads yields one job", "[concurrency][unique]") {
+  PORTER_STORE_UNDER_TEST();
+  NewJob u = new_job("sync");
+  u.unique_key = "tenant-1";
+  std::vector<JobId> ids(8);
+  std::vector<bool> dup(8);
+  std::vector<std::thread> threads;
+  std::atomic<bool> go{false};
+  for (std::size_t t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      while (!go.load()) std::this_thread::yield();
+      auto r = store->insert(std::span<const NewJob>(&u, 1));
+      if (r) {
+        ids[t] = (*r)[0].id;
+        dup[t] = (*r)[0].duplicate;
+      }
+    });
+  }
+  go = true;
+  for (auto& th : threads) th.join();
+  CHECK(std::count(dup.begin(), dup.end(), false) == 1);
+  CHECK(std::set<JobId>(ids.begin(), ids.end()).size() == 1);
+  CHECK(ids[0] > 0);
+  auto page = store->list({}, std::nullopt, 100);
+  REQUIRE(page.has_value());
+  CHECK(page->jobs.size() == 1);
+}
+
+TEST_CASE("children finished from several threads wake their parent exactly once", "[concurrency][workflow]") {
+  PORTER_STORE_UNDER_TEST();
+  JobId pid = add(*store, new_job("parent", "p"));
+  Job p = claim_one(*store, "p");
+  std::vector<NewJob> kids(400, new_job("child", "k"));
+  REQUIRE(store->spawn(p.lease_ref(), kids).has_value());
+  REQUIRE(finish_ok(*store, p, OutcomeKind::wait_children) == JobState::waiting);
+
+  std::atomic<int> callback_claims{0};
+  std::atomic<int> children_done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        auto jobs = store->claim(ClaimRequest{"k", "w", 8, 30s});
+        if (!jobs || jobs->empty()) break;
+        std::vector<Outcome> outs;
+        for (const auto& j : *jobs) outs.push_back(outcome(j, OutcomeKind::complete));
+        if (store->finish(outs)) children_done += static_cast<int>(outs.size());
+        // Everyone also looks for the parent's callback, racing the others.
+        auto cb = store->claim(ClaimRequest{"p", "w", 8, 30s});
+        if (cb) {
+          for (const auto& j : *cb) callback_claims += j.callback_pending ? 1 : 100;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  callback_claims += static_cast<int>(claim(*store, "p", 8).size());
+  CHECK(children_done == 400);
+  CHECK(callback_claims == 1);
+  Job parent = get(*store, pid);
+  CHECK(parent.children_unfinished == 0);
+  CHECK(parent.state == JobState::running);
+  CHECK(parent.callback_pending);
+}
