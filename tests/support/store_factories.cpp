@@ -2,11 +2,51 @@
 // clock; backends that need a database create a throwaway one per store.
 #include "support/store_factories.h"
 
+#ifdef PORTER_WITH_SQLITE
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include "porter/sqlite_store.h"
+#endif
+
 namespace porter::test {
+
+#ifdef PORTER_WITH_SQLITE
+namespace {
+
+// A new database file per store, deleted (with its WAL) when the store goes.
+// process_crash durability: the suite tests semantics, not fsync.
+std::shared_ptr<Store> make_sqlite_store(std::shared_ptr<ManualClock> clock) {
+  static std::atomic<int> counter{0};
+  auto path = (std::filesystem::temp_directory_path() /
+               ("porter-conformance-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".db"))
+                  .string();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  SqliteOptions options;
+  options.durability = Durability::process_crash;
+  options.clock = std::move(clock);
+  auto opened = open_sqlite_store(path, options);
+  if (!opened) throw BadResultAccess(opened.error());
+  std::shared_ptr<Store> store = std::move(*opened);
+  Store* raw = store.get();
+  return std::shared_ptr<Store>(raw, [store = std::move(store), path](Store*) mutable {
+    store.reset();
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
+  });
+}
+
+}  // namespace
+#endif
 
 const std::vector<StoreFactory>& all_store_factories() {
   static const std::vector<StoreFactory> factories = {
       {"memory", [](std::shared_ptr<ManualClock> clock) { return make_memory_store(std::move(clock)); }},
+#ifdef PORTER_WITH_SQLITE
+      {"sqlite", make_sqlite_store},
+#endif
   };
   return factories;
 }
