@@ -76,8 +76,23 @@ struct ReadyKey {
   int priority;
   TimePoint run_at;
   JobId id;
-  friend auto operator<=>(const ReadyKey&, const ReadyKey&) = default;
+  friend bool operator<(const ReadyKey& a, const ReadyKey& b) {
+    if (a.priority != b.priority) return a.priority < b.priority;
+    if (a.run_at != b.run_at) return a.run_at < b.run_at;
+    return a.id < b.id;
+  }
 };
+
+// Inserts `key`; keys usually arrive in order (new jobs have the largest id
+// and the latest run_at), so try the end first: O(1) instead of a descent.
+template <class Set, class Key>
+void insert_ordered(Set& set, const Key& key) {
+  if (set.empty() || *set.rbegin() < key) {
+    set.emplace_hint(set.end(), key);
+  } else {
+    set.insert(key);
+  }
+}
 using TimeKey = std::pair<TimePoint, JobId>;
 
 struct Queue {
@@ -210,7 +225,7 @@ class MemoryStore final : public Store {
       r.worker = worker;
       r.started_at = op.now;
       r.lease_expires = op.now + request.lease_for;
-      leases_.emplace(r.lease_expires, r.id);
+      insert_ordered(leases_, TimeKey{r.lease_expires, r.id});
       out.push_back(to_job(r));
     }
     return out;
@@ -488,18 +503,25 @@ class MemoryStore final : public Store {
       KindStats stats;
       std::vector<Duration> run_times;
     };
-    std::map<std::string_view, Acc> kinds;
+    std::unordered_map<const std::string*, Acc> by_kind;  // interned kind -> totals
     const TimePoint since = op.now - window;
-    for (const FinishRecord& f : ring_) {
-      if (f.at < since || f.at > op.now) continue;
-      Acc& a = kinds[*f.kind];
+    // Newest first: the ring is in finish order, so stop at the first record
+    // older than the window.
+    for (std::size_t n = 0; n < ring_.size(); ++n) {
+      const FinishRecord& f = ring_[(ring_next_ + ring_.size() - 1 - n) % ring_.size()];
+      if (f.at < since) break;
+      if (f.at > op.now) continue;
+      Acc& a = by_kind[f.kind];
       switch (f.type) {
         case FinishRecord::Type::completed: ++a.stats.completed; a.run_times.push_back(f.run_time); break;
         case FinishRecord::Type::failed: ++a.stats.failed; a.run_times.push_back(f.run_time); break;
         case FinishRecord::Type::retried: ++a.stats.retried; break;
       }
     }
-    for (auto& [kind, a] : kinds) {
+    std::map<std::string_view, Acc*> kinds;  // by name, for a stable order
+    for (auto& [kind, a] : by_kind) kinds.emplace(*kind, &a);
+    for (auto& [kind, acc] : kinds) {
+      Acc& a = *acc;
       a.stats.kind = std::string(kind);
       auto finished = a.stats.completed + a.stats.failed;
       if (finished > 0) a.stats.failure_rate = static_cast<double>(a.stats.failed) / static_cast<double>(finished);
@@ -607,7 +629,10 @@ class MemoryStore final : public Store {
                                                   std::to_string(ref.token));
   }
 
-  const std::string* intern(const std::string& s) { return &*strings_.insert(s).first; }
+  const std::string* intern(const std::string& s) {
+    if (auto it = strings_.find(s); it != strings_.end()) return &*it;  // no node allocated on the hot path
+    return &*strings_.insert(s).first;
+  }
 
   Queue& queue_named(std::string_view name) {
     auto it = queues_.find(name);
@@ -636,9 +661,9 @@ class MemoryStore final : public Store {
     set_state(r, JobState::pending);
     r.run_at = run_at;
     if (run_at <= op.now) {
-      r.queue->ready.insert({r.priority, run_at, r.id});
+      insert_ordered(r.queue->ready, ReadyKey{r.priority, run_at, r.id});
     } else {
-      r.queue->scheduled.emplace(run_at, r.id);
+      insert_ordered(r.queue->scheduled, TimeKey{run_at, r.id});
     }
     op.available(*r.queue, r.id);
   }
@@ -653,7 +678,7 @@ class MemoryStore final : public Store {
     while (!q.scheduled.empty() && q.scheduled.begin()->first <= now) {
       auto [run_at, id] = *q.scheduled.begin();
       q.scheduled.erase(q.scheduled.begin());
-      q.ready.insert({find(id)->priority, run_at, id});
+      insert_ordered(q.ready, ReadyKey{find(id)->priority, run_at, id});
     }
   }
 
@@ -675,8 +700,8 @@ class MemoryStore final : public Store {
       ring_.push_back(f);
     } else {
       ring_[ring_next_] = f;
-      ring_next_ = (ring_next_ + 1) % kStatsRing;
     }
+    ring_next_ = (ring_next_ + 1) % kStatsRing;  // the oldest record once the ring is full
   }
 
   static void add_error(Rec& r, TimePoint at, std::string_view message, bool permanent) {
