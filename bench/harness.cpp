@@ -67,6 +67,7 @@ struct Options {
   int latency_samples = 500;           // W3 jobs per run
   std::chrono::microseconds latency_interval = 2ms;
   std::chrono::milliseconds mixed_duration = 3000ms;  // W4 per run
+  std::chrono::microseconds mixed_work = 5us;        // W4: each job busy-works this long (see w4_mixed)
   std::vector<std::int64_t> scale_sizes{10'000, 100'000, 1'000'000};
   std::int64_t sqlite_scale_max = 1'000'000;  // larger W5 sizes are reduced to this for SQLite
   std::int64_t sqlite_one_max = 20'000;       // W1 one-at-a-time on SQLite: one commit per job is slow
@@ -100,8 +101,8 @@ std::int64_t parse_int(std::string_view flag, std::string_view text) {
 constexpr std::string_view kUsage =
     "usage: porter_bench [--store memory,sqlite] [--jobs N] [--repeat K] [--json FILE]\n"
     "                    [--workloads W1,W2,W3,W4,W5,MEM] [--workers 8,1,2] [--batch B]\n"
-    "                    [--latency-samples S] [--mixed-seconds T] [--scale 10000,100000,1000000]\n"
-    "                    [--sqlite-scale-max M] [--smoke]\n";
+    "                    [--latency-samples S] [--mixed-seconds T] [--mixed-work-us U]\n"
+    "                    [--scale 10000,100000,1000000] [--sqlite-scale-max M] [--smoke]\n";
 
 Options parse_options(int argc, char** argv) {
   Options o;
@@ -133,6 +134,8 @@ Options parse_options(int argc, char** argv) {
       o.latency_samples = static_cast<int>(parse_int(flag, value()));
     } else if (flag == "--mixed-seconds") {
       o.mixed_duration = std::chrono::milliseconds(parse_int(flag, value()) * 1000);
+    } else if (flag == "--mixed-work-us") {
+      o.mixed_work = std::chrono::microseconds(parse_int(flag, value()));
     } else if (flag == "--scale") {
       o.scale_sizes.clear();
       for (auto& s : split(value())) o.scale_sizes.push_back(parse_int(flag, s));
@@ -300,6 +303,14 @@ class CountLatch {
   const char* begin = args.data() + at + needle.size();
   std::from_chars(begin, args.data() + args.size(), v);
   return v;
+}
+
+// Stands in for a job's real work: spins (sleeping would hand the core back).
+void busy_work(std::chrono::microseconds how_long) {
+  if (how_long.count() <= 0) return;
+  const auto until = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(how_long).count();
+  while (now_ns() < until) {
+  }
 }
 
 std::string stamped_args(std::int64_t index, std::int64_t t_ns, bool probe = false) {
@@ -597,6 +608,9 @@ class Harness {
   // 100) that a prober cuts into with high-priority jobs (-100) every 2 ms;
   // "mail" and "report" get mixed priorities. Producers keep at most kBacklog
   // jobs outstanding, so the run is a steady state rather than a growing queue.
+  // Every job busy-works `mixed_work` (5 us): with no-op jobs the baseline
+  // pool drains faster than the producers fill it, so it would never have a
+  // flood queued and the priority comparison would measure nothing.
   struct MixedResult {
     double jobs_per_s = 0;
     std::vector<double> probe_us;
@@ -609,7 +623,8 @@ class Harness {
 #if PORTER_BENCH_HAVE_ENGINE
     const int workers = std::max(3, o_.workers.front());
     const std::string variant = "3 queues, C=" + std::to_string(workers) + ", " +
-                                std::to_string(o_.mixed_duration.count() / 1000.0).substr(0, 3) + "s";
+                                std::to_string(o_.mixed_duration.count() / 1000.0).substr(0, 3) + "s, " +
+                                std::to_string(o_.mixed_work.count()) + "us/job";
     Row& rate = add("W4", variant, "sustained", "jobs/s");
     Row& p50 = add("W4", "high-prio under flood", "p50", "us");
     Row& p99 = add("W4", "high-prio under flood", "p99", "us");
@@ -709,6 +724,7 @@ class Harness {
                                      std::lock_guard lock(probe_mutex);
                                      probe_us.push_back(us);
                                    }
+                                   busy_work(o_.mixed_work);
                                    completed.fetch_add(1, std::memory_order_relaxed);
                                  }),
          "register");
@@ -737,7 +753,8 @@ class Harness {
           std::vector<BaselinePool::Task> tasks;
           tasks.reserve(batch.size());
           for (auto& job : batch) {
-            tasks.emplace_back([&completed, args = std::move(job.args)] {
+            tasks.emplace_back([this, &completed, args = std::move(job.args)] {
+              busy_work(o_.mixed_work);
               completed.fetch_add(1, std::memory_order_relaxed);
             });
           }
@@ -751,6 +768,7 @@ class Harness {
               std::lock_guard lock(probe_mutex);
               probe_us.push_back(us);
             }
+            busy_work(o_.mixed_work);
             completed.fetch_add(1, std::memory_order_relaxed);
           });
         },
