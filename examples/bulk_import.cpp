@@ -31,6 +31,7 @@ using nlohmann::json;
 using porter::examples::Checks;
 using porter::examples::Log;
 using porter::examples::or_exit;
+using porter::examples::register_or_exit;
 
 namespace {
 
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
 
   UserTable users;
   std::atomic<std::int64_t> rows_seen_by_slow_import{0};
-  or_exit(engine.register_handler("import_users", [&](porter::JobContext& ctx) {
+  register_or_exit(engine, "import_users", [&](porter::JobContext& ctx) {
     json args = json::parse(ctx.args());
     const auto pause_per_row = std::chrono::microseconds(args.value("pause_us_per_row", 0));
     const bool slow = pause_per_row.count() > 0;
@@ -159,7 +160,7 @@ int main(int argc, char** argv) {
     ctx.progress(total, total, fmt::format("{} imported, {} rejected", imported, rejected));
     ctx.set_result(json{{"imported", imported}, {"rejected", rejected}}.dump());
     log.line("imports       job {}: done, {} imported, {} rejected", ctx.id(), imported, rejected);
-  }), "registering import_users");
+  });
   or_exit(engine.start(), "starting the engine");
 
   porter::Admin admin(opened->store);
@@ -169,10 +170,11 @@ int main(int argc, char** argv) {
   // --- the full import ---------------------------------------------------------
   log.heading("1. Import the whole file");
   auto first = or_exit(engine.enqueue({.kind = "import_users",
-                               .args = json{{"path", csv->path}}.dump(),
-                               .queue = "imports",
-                               .owner = "ada",
-                               .description = "Import users.csv"}), "enqueueing");
+                                       .args = json{{"path", csv->path}}.dump(),
+                                       .queue = "imports",
+                                       .owner = "ada",
+                                       .description = "Import users.csv"}),
+                       "enqueueing");
   auto first_done = engine.wait_for(first.id, 30s);
   const std::int64_t good_rows = csv->rows - csv->bad_rows;
   checks.expect(first_done && first_done->state == porter::JobState::completed,
@@ -193,21 +195,23 @@ int main(int argc, char** argv) {
     }
     checks.expect(j.item_error_count == csv->bad_rows,
                   fmt::format("the admin view counts {} item errors, one per bad row", csv->bad_rows));
-    checks.expect(j.item_errors.size() == std::min<std::size_t>(static_cast<std::size_t>(csv->bad_rows),
-                                                                porter::kMaxStoredItemErrors),
+    checks.expect(j.item_errors.size() ==
+                      std::min<std::size_t>(static_cast<std::size_t>(csv->bad_rows), porter::kMaxStoredItemErrors),
                   "and keeps their details");
     checks.expect(view->percent && *view->percent == 100.0, "progress reads 100%");
-    checks.expect(!j.result.empty() && json::parse(j.result) == json{{"imported", good_rows}, {"rejected", csv->bad_rows}},
-                  "the job's result counts imported and rejected rows");
+    checks.expect(
+        !j.result.empty() && json::parse(j.result) == json{{"imported", good_rows}, {"rejected", csv->bad_rows}},
+        "the job's result counts imported and rejected rows");
   }
 
   // --- the cancelled import ----------------------------------------------------
   log.heading("2. A second import, cancelled midway by its owner");
   auto second = or_exit(engine.enqueue({.kind = "import_users",
-                                .args = json{{"path", csv->path}, {"pause_us_per_row", 1000}}.dump(),
-                                .queue = "imports",
-                                .owner = "ada",
-                                .description = "Import users.csv again (slowly)"}), "enqueueing");
+                                        .args = json{{"path", csv->path}, {"pause_us_per_row", 1000}}.dump(),
+                                        .queue = "imports",
+                                        .owner = "ada",
+                                        .description = "Import users.csv again (slowly)"}),
+                        "enqueueing");
   // Follow the import in the admin view until it is about a third done.
   std::optional<double> seen_percent;
   for (int i = 0; i < 200; ++i) {
@@ -231,8 +235,7 @@ int main(int argc, char** argv) {
   log.line("ada cancels it: {}",
            by_ada ? (*by_ada == porter::CancelResult::requested ? "cancellation requested" : "cancelled")
                   : by_ada.error().to_string());
-  checks.expect(by_ada && *by_ada == porter::CancelResult::requested,
-                "ada's cancel asks the running handler to stop");
+  checks.expect(by_ada && *by_ada == porter::CancelResult::requested, "ada's cancel asks the running handler to stop");
   auto second_done = engine.wait_for(second.id, 30s);
   checks.expect(second_done && second_done->state == porter::JobState::cancelled, "the second import ended cancelled");
   const auto rows_seen = rows_seen_by_slow_import.load();

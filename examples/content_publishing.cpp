@@ -25,6 +25,7 @@ using nlohmann::json;
 using porter::examples::Checks;
 using porter::examples::Log;
 using porter::examples::or_exit;
+using porter::examples::register_or_exit;
 
 int main(int argc, char** argv) {
   Log log;
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   std::atomic<int> callbacks{0};
   std::atomic<bool> callback_saw_all_final{true};
 
-  or_exit(engine.register_handler("publish_article", [&](porter::JobContext& ctx) {
+  register_or_exit(engine, "publish_article", [&](porter::JobContext& ctx) {
     json args = json::parse(ctx.args());
     const int article = args.at("article").get<int>();
     if (!ctx.is_callback()) {
@@ -57,8 +58,7 @@ int main(int argc, char** argv) {
           {.kind = "notify_followers", .args = child_args, .queue = "notifications"},
       });
       if (!spawned) throw std::runtime_error("could not spawn children: " + spawned.error().to_string());
-      log.line("content       publish_article {}: {} children spawned; waiting for them", article,
-               spawned->size());
+      log.line("content       publish_article {}: {} children spawned; waiting for them", article, spawned->size());
       ctx.wait_for_children();
       return;
     }
@@ -71,44 +71,39 @@ int main(int argc, char** argv) {
     bool all_completed = true;
     for (const auto& child : *children) {
       if (!porter::is_final(child.state)) callback_saw_all_final = false;
-      log.line("                child {} {:<16} on {:<13} {:<9} after {} attempt(s), result {}", child.id,
-               child.kind, child.queue, porter::to_string(child.state), child.attempt,
-               child.result.empty() ? "-" : child.result);
+      log.line("                child {} {:<16} on {:<13} {:<9} after {} attempt(s), result {}", child.id, child.kind,
+               child.queue, porter::to_string(child.state), child.attempt, child.result.empty() ? "-" : child.result);
       all_completed = all_completed && child.state == porter::JobState::completed;
       summary[child.kind] = child.result.empty() ? json(nullptr) : json::parse(child.result);
     }
     if (!all_completed) throw porter::PermanentError("a child did not complete; the article stays unpublished");
     ctx.set_result(json{{"article", article}, {"published", true}, {"children", summary}}.dump());
     log.line("content       publish_article {}: published", article);
-  }), "registering publish_article");
+  });
 
-  or_exit(engine.register_handler("make_thumbnails", [&](porter::JobContext& ctx) {
+  register_or_exit(engine, "make_thumbnails", [&](porter::JobContext& ctx) {
     std::this_thread::sleep_for(100ms);  // simulated work
     log.line("media         make_thumbnails: 3 sizes rendered");
     ctx.set_result(R"({"sizes":["160x90","640x360","1280x720"]})");
-  }), "registering make_thumbnails");
+  });
 
   // The search cluster is rebalancing on the first attempt; the retry works.
-  porter::RetryPolicy quick_retry;
-  quick_retry.max_attempts = 3;
-  quick_retry.custom = [](int) { return porter::Duration(200ms); };
-  or_exit(engine.register_handler(
-      "index_article",
-      [&](porter::JobContext& ctx) {
-        if (ctx.attempt() == 1) {
-          log.line("search        index_article attempt 1: the search cluster is rebalancing");
-          throw std::runtime_error("search cluster is rebalancing, try again");
-        }
-        log.line("search        index_article attempt {}: indexed", ctx.attempt());
-        ctx.set_result(R"({"terms":412})");
-      },
-      {.retry = quick_retry}), "registering index_article");
+  register_or_exit(engine, "index_article",
+                   [&](porter::JobContext& ctx) {
+                     if (ctx.attempt() == 1) {
+                       log.line("search        index_article attempt 1: the search cluster is rebalancing");
+                       throw std::runtime_error("search cluster is rebalancing, try again");
+                     }
+                     log.line("search        index_article attempt {}: indexed", ctx.attempt());
+                     ctx.set_result(R"({"terms":412})");
+                   },
+                   {.retry = porter::examples::fixed_backoff(3, 200ms)});
 
-  or_exit(engine.register_handler("notify_followers", [&](porter::JobContext& ctx) {
+  register_or_exit(engine, "notify_followers", [&](porter::JobContext& ctx) {
     std::this_thread::sleep_for(50ms);  // simulated work
     log.line("notifications notify_followers: 1280 followers notified");
     ctx.set_result(R"({"notified":1280})");
-  }), "registering notify_followers");
+  });
 
   engine.subscribe([&](const porter::Event& e) {
     if (e.type == porter::EventType::retried) {
@@ -118,10 +113,11 @@ int main(int argc, char** argv) {
 
   or_exit(engine.start(), "starting the engine");
   auto parent = or_exit(engine.enqueue({.kind = "publish_article",
-                                .args = R"({"article":7})",
-                                .queue = "content",
-                                .owner = "ada",
-                                .description = "Publish 'Why durable jobs matter'"}), "enqueueing");
+                                        .args = R"({"article":7})",
+                                        .queue = "content",
+                                        .owner = "ada",
+                                        .description = "Publish 'Why durable jobs matter'"}),
+                        "enqueueing");
   log.line("enqueued publish_article (job {})", parent.id);
   auto done = engine.wait_for(parent.id, 20s);
   engine.stop();

@@ -30,6 +30,7 @@ using porter::examples::Checks;
 using porter::examples::format_duration;
 using porter::examples::Log;
 using porter::examples::or_exit;
+using porter::examples::register_or_exit;
 
 namespace {
 
@@ -81,18 +82,18 @@ int main(int argc, char** argv) {
   Gauge content, analytics, notifications;
 
   // --- handlers -------------------------------------------------------------
-  or_exit(engine.register_handler("render_page", [&](porter::JobContext& ctx) {
+  register_or_exit(engine, "render_page", [&](porter::JobContext& ctx) {
     int running = content.enter();
     log.line("content       render_page {} ({} running in content)", ctx.args(), running);
     work_for(150ms);
     content.leave();
-  }), "registering render_page");
-  or_exit(engine.register_handler("send_newsletter", [&](porter::JobContext& ctx) {
+  });
+  register_or_exit(engine, "send_newsletter", [&](porter::JobContext& ctx) {
     int running = notifications.enter();
     log.line("notifications send_newsletter {} ({} running in notifications)", ctx.args(), running);
     work_for(40ms);
     notifications.leave();
-  }), "registering send_newsletter");
+  });
 
   // Analytics runs one job at a time. The nightly rollup holds that slot
   // until the demo releases it, so the jobs enqueued meanwhile line up.
@@ -102,15 +103,15 @@ int main(int argc, char** argv) {
   std::shared_future<void> rollup_released = release_rollup.get_future().share();
   std::mutex order_mutex;
   std::vector<std::string> analytics_order;  // guarded by order_mutex
-  or_exit(engine.register_handler("nightly_rollup", [&](porter::JobContext&) {
+  register_or_exit(engine, "nightly_rollup", [&](porter::JobContext&) {
     analytics.enter();
     log.line("analytics     nightly_rollup started; it holds the only analytics slot");
     if (!rollup_started_once.exchange(true)) rollup_started.set_value();
     rollup_released.wait_for(10s);
     log.line("analytics     nightly_rollup done");
     analytics.leave();
-  }), "registering nightly_rollup");
-  or_exit(engine.register_handler("crunch_numbers", [&](porter::JobContext& ctx) {
+  });
+  register_or_exit(engine, "crunch_numbers", [&](porter::JobContext& ctx) {
     analytics.enter();
     {
       std::lock_guard lock(order_mutex);
@@ -119,43 +120,39 @@ int main(int argc, char** argv) {
     log.line("analytics     crunch_numbers {} (priority {})", ctx.args(), ctx.job().priority);
     work_for(20ms);
     analytics.leave();
-  }), "registering crunch_numbers");
+  });
 
   // The push gateway fails the first attempt; the retry 150 ms later works.
-  porter::RetryPolicy quick_retry;
-  quick_retry.max_attempts = 5;
-  quick_retry.custom = [](int) { return porter::Duration(150ms); };
-  or_exit(engine.register_handler(
-      "push_notification",
-      [&](porter::JobContext& ctx) {
-        if (ctx.attempt() == 1) {
-          log.line("notifications push_notification attempt 1: the push gateway answers 503");
-          throw std::runtime_error("push gateway returned 503 Service Unavailable");
-        }
-        log.line("notifications push_notification attempt {}: delivered", ctx.attempt());
-        ctx.set_result(R"({"delivered":true})");
-      },
-      {.retry = quick_retry}), "registering push_notification");
+  register_or_exit(engine, "push_notification",
+                   [&](porter::JobContext& ctx) {
+                     if (ctx.attempt() == 1) {
+                       log.line("notifications push_notification attempt 1: the push gateway answers 503");
+                       throw std::runtime_error("push gateway returned 503 Service Unavailable");
+                     }
+                     log.line("notifications push_notification attempt {}: delivered", ctx.attempt());
+                     ctx.set_result(R"({"delivered":true})");
+                   },
+                   {.retry = porter::examples::fixed_backoff(5, 150ms)});
 
   // A corrupt upload: retrying cannot fix it, so the job fails at once.
-  or_exit(engine.register_handler("transcode_video", [&](porter::JobContext& ctx) {
+  register_or_exit(engine, "transcode_video", [&](porter::JobContext& ctx) {
     log.line("content       transcode_video {} attempt {}: the file is not a video", ctx.args(), ctx.attempt());
     throw porter::PermanentError("unsupported codec in upload 42.mov (not H.264/VP9/AV1)");
-  }), "registering transcode_video");
+  });
 
   std::atomic<std::int64_t> reminder_ran_at_us{0};  // steady-clock microseconds
-  or_exit(engine.register_handler("send_reminder", [&](porter::JobContext&) {
-    reminder_ran_at_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                             std::chrono::steady_clock::now().time_since_epoch())
-                             .count();
+  register_or_exit(engine, "send_reminder", [&](porter::JobContext&) {
+    reminder_ran_at_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
     log.line("notifications send_reminder runs now");
-  }), "registering send_reminder");
+  });
 
   // The engine's own view of failures, as any host application can subscribe to it.
   engine.subscribe([&](const porter::Event& e) {
     if (e.type == porter::EventType::retried || e.type == porter::EventType::failed) {
-      log.line("engine event  job {} ({}) {} after attempt {}: {}", e.job, e.kind, porter::to_string(e.type),
-               e.attempt, e.message);
+      log.line("engine event  job {} ({}) {} after attempt {}: {}", e.job, e.kind, porter::to_string(e.type), e.attempt,
+               e.message);
     }
   });
 
@@ -184,9 +181,9 @@ int main(int argc, char** argv) {
   log.heading("5 (started early). A delayed job");
   constexpr auto kReminderDelay = 1500ms;
   auto reminder_enqueued = std::chrono::steady_clock::now();
-  auto reminder = or_exit(engine.enqueue({.kind = "send_reminder", .queue = "notifications", .delay = kReminderDelay}), "enqueueing");
-  log.line("enqueued send_reminder (job {}) to run in {} ms; watch for it below", reminder.id,
-           kReminderDelay.count());
+  auto reminder = or_exit(engine.enqueue({.kind = "send_reminder", .queue = "notifications", .delay = kReminderDelay}),
+                          "enqueueing");
+  log.line("enqueued send_reminder (job {}) to run in {} ms; watch for it below", reminder.id, kReminderDelay.count());
 
   // --- 1. queues with their own concurrency -----------------------------------
   log.heading("1. Named queues, each with its own concurrency");
@@ -204,8 +201,9 @@ int main(int argc, char** argv) {
   checks.expect(all_completed(flood_done, 14), "all 14 content and notification jobs completed");
   checks.expect(content.peak <= 2,
                 fmt::format("content never ran more than its 2 workers at once (peak {})", content.peak.load()));
-  checks.expect(notifications.peak <= 4, fmt::format("notifications never ran more than its 4 workers at once (peak {})",
-                                                     notifications.peak.load()));
+  checks.expect(
+      notifications.peak <= 4,
+      fmt::format("notifications never ran more than its 4 workers at once (peak {})", notifications.peak.load()));
 
   // --- 2. priorities -----------------------------------------------------------
   log.heading("2. Priorities: an urgent job overtakes queued ones");
@@ -215,17 +213,17 @@ int main(int argc, char** argv) {
   std::vector<porter::JobId> analytics_ids{rollup.id};
   for (int i = 1; i <= 4; ++i) {
     auto low = or_exit(engine.enqueue({.kind = "crunch_numbers",
-                               .args = fmt::format(R"({{"report":"weekly-{}"}})", i),
-                               .queue = "analytics",
-                               .priority = 10}),
+                                       .args = fmt::format(R"({{"report":"weekly-{}"}})", i),
+                                       .queue = "analytics",
+                                       .priority = 10}),
                        "enqueueing");
     analytics_ids.push_back(low.id);
   }
   log.line("enqueued 4 low-priority crunch_numbers jobs (priority 10); they wait behind the rollup");
   auto urgent = or_exit(engine.enqueue({.kind = "crunch_numbers",
-                                .args = R"({"report":"urgent-board-meeting"})",
-                                .queue = "analytics",
-                                .priority = -10}),
+                                        .args = R"({"report":"urgent-board-meeting"})",
+                                        .queue = "analytics",
+                                        .priority = -10}),
                         "enqueueing");
   analytics_ids.push_back(urgent.id);
   log.line("enqueued 1 urgent crunch_numbers job (priority -10, lower runs first); releasing the rollup");
@@ -318,9 +316,9 @@ int main(int argc, char** argv) {
   log.line("ada lists {} job(s): only her own", adas ? adas->jobs.size() : 0);
   auto bobs_view = admin.get(bob, transcode.id);
   log.line("bob asks for ada's job: {}", bobs_view ? std::string("shown") : bobs_view.error().to_string());
-  checks.expect(adas && adas->jobs.size() == 1 && !bobs_view &&
-                    bobs_view.error().code() == porter::ErrorCode::permission_denied,
-                "ada sees her job; bob is denied it");
+  checks.expect(
+      adas && adas->jobs.size() == 1 && !bobs_view && bobs_view.error().code() == porter::ErrorCode::permission_denied,
+      "ada sees her job; bob is denied it");
 
   return checks.verdict("porter_demo");
 }

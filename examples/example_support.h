@@ -15,9 +15,9 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <system_error>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -151,6 +151,21 @@ T or_exit(Result<T> result, std::string_view what) {
     std::exit(2);
   }
   return std::move(*result);
+}
+
+// register_handler, or exit: a kind registered twice is a bug in the example.
+inline void register_or_exit(Engine& engine, std::string kind, Handler handler, KindOptions options = {}) {
+  std::string what = "registering " + kind;
+  or_exit(engine.register_handler(std::move(kind), std::move(handler), std::move(options)), what);
+}
+
+// A retry policy that waits the same short `delay` after every failed
+// attempt, so an example's retries happen within its run.
+inline RetryPolicy fixed_backoff(int max_attempts, Duration delay) {
+  RetryPolicy policy;
+  policy.max_attempts = max_attempts;
+  policy.custom = [delay](int) { return delay; };
+  return policy;
 }
 
 inline std::string format_duration(Duration d) {

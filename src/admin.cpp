@@ -34,8 +34,7 @@ constexpr int kMinListLimit = 1;
 constexpr int kMaxListLimit = 1000;
 
 Error not_yours(JobId id) {
-  return make_error(ErrorCode::permission_denied,
-                    "job " + std::to_string(id) + " does not exist or is not yours");
+  return make_error(ErrorCode::permission_denied, "job " + std::to_string(id) + " does not exist or is not yours");
 }
 
 Status require_admin(const Principal& who, std::string_view operation) {

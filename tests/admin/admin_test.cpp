@@ -2,13 +2,13 @@
 // and the system-wide operations, driven through the Store with a
 // ManualClock so leases, stuck jobs and retention are tested without sleeps.
 // Every case runs against every store factory the test support provides.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "admin/admin_harness.h"
@@ -66,8 +66,7 @@ TEST_CASE("a non-admin reads and acts only on their own jobs", "[admin][access]"
     // A missing job looks exactly like someone else's: no probing of ids.
     auto missing = h.admin.get(h.alice, theirs + 1000);
     require_denied(missing);
-    CHECK(missing.error().message() ==
-          "job " + std::to_string(theirs + 1000) + " does not exist or is not yours");
+    CHECK(missing.error().message() == "job " + std::to_string(theirs + 1000) + " does not exist or is not yours");
     // The administrator sees both, and gets not_found for a missing job.
     CHECK(h.admin.get(h.root, theirs).has_value());
     auto admin_missing = h.admin.get(h.root, theirs + 1000);
@@ -167,37 +166,38 @@ TEST_CASE("listings: narrowed for owners, complete for admins, filtered and page
   REQUIRE(by_state->jobs.size() == 1);
   CHECK(by_state->jobs[0].id == running.id);
 
-  SECTION("pagination visits every job once, newest first") {
-    std::vector<JobId> seen;
+  // Every page of a listing, in order; the page count, to check the cursor.
+  auto all_pages = [&](const Principal& who, int limit) {
+    std::vector<Job> seen;
     std::optional<JobId> cursor;
     int pages = 0;
     do {
-      auto page = h.admin.list(h.root, {}, cursor, 3);
+      auto page = h.admin.list(who, {}, cursor, limit);
       REQUIRE(page.has_value());
-      CHECK(page->jobs.size() <= 3);
-      for (const auto& j : page->jobs) seen.push_back(j.id);
-      cursor = page->next;
-      ++pages;
-    } while (cursor && pages < 10);
-    CHECK(pages == 3);
-    CHECK(std::is_sorted(seen.rbegin(), seen.rend()));
-    CHECK(std::set<JobId>(seen.begin(), seen.end()) == all_jobs);
-    CHECK(seen.size() == all_jobs.size());
-  }
-  SECTION("an owner's pages hold only their jobs") {
-    std::set<JobId> seen;
-    std::optional<JobId> cursor;
-    int pages = 0;
-    do {
-      auto page = h.admin.list(h.alice, {}, cursor, 2);
-      REQUIRE(page.has_value());
-      for (const auto& j : page->jobs) {
-        CHECK(j.owner == "alice");
-        seen.insert(j.id);
-      }
+      CHECK(page->jobs.size() <= static_cast<std::size_t>(limit));
+      seen.insert(seen.end(), page->jobs.begin(), page->jobs.end());
       cursor = page->next;
     } while (cursor && ++pages < 10);
-    CHECK(seen == alice_jobs);
+    return std::pair{seen, pages + 1};
+  };
+  SECTION("pagination visits every job once, newest first") {
+    auto [seen, pages] = all_pages(h.root, 3);
+    CHECK(pages == 3);
+    std::vector<JobId> seen_ids;
+    for (const auto& j : seen) seen_ids.push_back(j.id);
+    CHECK(std::is_sorted(seen_ids.rbegin(), seen_ids.rend()));
+    CHECK(std::set<JobId>(seen_ids.begin(), seen_ids.end()) == all_jobs);
+    CHECK(seen_ids.size() == all_jobs.size());
+  }
+  SECTION("an owner's pages hold only their jobs") {
+    auto [seen, pages] = all_pages(h.alice, 2);
+    CHECK(pages == 3);
+    std::set<JobId> seen_ids;
+    for (const auto& j : seen) {
+      CHECK(j.owner == "alice");
+      seen_ids.insert(j.id);
+    }
+    CHECK(seen_ids == alice_jobs);
   }
   SECTION("bad input is rejected with a clear message") {
     require_invalid(h.admin.list(h.root, {}, {}, 0), "limit 0 is outside 1..1000");
