@@ -337,18 +337,21 @@ struct EngineCore {
         qp->workers.emplace_back([this, qp](std::stop_token st) { worker_loop(st, *qp); });
       }
     }
+    // Periodic threads count from now, not from whenever the thread gets to
+    // run, so a test that moves a ManualClock right after start() is not racing them.
+    const TimePoint started = now();
     completer_ = std::jthread([this](std::stop_token st) { completer_loop(st); });
-    heartbeater_ = std::jthread([this](std::stop_token st) { heartbeat_loop(st); });
+    heartbeater_ = std::jthread([this, started](std::stop_token st) { heartbeat_loop(st, started); });
     if (options_.reaper_every > Duration::zero()) {
-      reaper_ = std::jthread([this](std::stop_token st) { reaper_loop(st); });
+      reaper_ = std::jthread([this, started](std::stop_token st) { reaper_loop(st, started); });
     }
     bool has_schedules = false;
     {
       std::shared_lock lock(kinds_mu_);
       has_schedules = !schedules_.empty();
     }
-    if (has_schedules) scheduler_ = std::jthread([this](std::stop_token st) { scheduler_loop(st); });
-    claimer_ = std::jthread([this](std::stop_token st) { claimer_loop(st); });
+    if (has_schedules) scheduler_ = std::jthread([this, started](std::stop_token st) { scheduler_loop(st, started); });
+    claimer_ = std::jthread([this, started](std::stop_token st) { claimer_loop(st, started); });
     running_.store(true);
     return {};
   }
@@ -425,9 +428,9 @@ struct EngineCore {
 
   // --- claimer ------------------------------------------------------------------
 
-  void claimer_loop(std::stop_token st) {
+  void claimer_loop(std::stop_token st, TimePoint started) {
     const Duration poll = options_.poll_every;
-    TimePoint next_poll = now() + poll;
+    TimePoint next_poll = started + poll;
     std::unique_lock lock(claim_mu_);
     while (!st.stop_requested()) {
       TimePoint t = now();
@@ -670,11 +673,13 @@ struct EngineCore {
     if (!errors.empty()) (void)store_->add_item_errors(lease, errors);
   }
 
-  void heartbeat_loop(std::stop_token st) {
+  void heartbeat_loop(std::stop_token st, TimePoint started) {
+    TimePoint next = started + options_.heartbeat_every;
     while (!st.stop_requested()) {
-      sleep_for_clock(st, options_.heartbeat_every);
+      sleep_until_clock(st, next);
       if (st.stop_requested()) return;
       heartbeat_once();
+      next = now() + options_.heartbeat_every;
     }
   }
 
@@ -695,9 +700,8 @@ struct EngineCore {
     }
   }
 
-  // Blocks for `d` of the store clock's time, or until stop is requested.
-  void sleep_for_clock(std::stop_token st, Duration d) {
-    const TimePoint deadline = now() + d;
+  // Blocks until the store clock reaches `deadline`, or until stop is requested.
+  void sleep_until_clock(std::stop_token st, TimePoint deadline) {
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock lock(m);
@@ -710,10 +714,12 @@ struct EngineCore {
 
   // --- reaper -------------------------------------------------------------------
 
-  void reaper_loop(std::stop_token st) {
+  void reaper_loop(std::stop_token st, TimePoint started) {
+    TimePoint next = started + options_.reaper_every;
     while (!st.stop_requested()) {
-      sleep_for_clock(st, options_.reaper_every);
+      sleep_until_clock(st, next);
       if (st.stop_requested()) return;
+      next = now() + options_.reaper_every;
       auto ids = store_->rescue_expired();
       if (!ids || ids->empty()) continue;
       if (has_subscribers()) {
@@ -726,14 +732,13 @@ struct EngineCore {
 
   // --- scheduler ----------------------------------------------------------------
 
-  void scheduler_loop(std::stop_token st) {
+  void scheduler_loop(std::stop_token st, TimePoint start) {
     std::vector<ScheduleEntry> entries;
     {
       std::shared_lock lock(kinds_mu_);
       entries = schedules_;
     }
     std::vector<TimePoint> next(entries.size());
-    const TimePoint start = now();
     for (std::size_t i = 0; i < entries.size(); ++i) next[i] = entries[i].cron.next_after(start);
 
     std::vector<NewJob> pending;  // due jobs not yet inserted (store trouble)
@@ -754,14 +759,14 @@ struct EngineCore {
           emit_enqueued(pending, *r);
           pending.clear();
         } else {
-          sleep_for_clock(st, options_.poll_every);
+          sleep_until_clock(st, now() + options_.poll_every);
           continue;
         }
       }
       TimePoint deadline = TimePoint::max();
       for (TimePoint n : next) deadline = std::min(deadline, n);
       if (deadline == TimePoint::max()) return;
-      sleep_for_clock(st, deadline - now());
+      sleep_until_clock(st, deadline);
     }
   }
 
