@@ -117,6 +117,13 @@ double median(std::vector<double> samples) {
   return n % 2 == 1 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
 }
 
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one_minute = 0;
+  in >> one_minute;
+  return one_minute;
+}
+
 void throw_error(const Error& error, std::string_view what) {
   throw std::runtime_error(std::string(what) + ": " + error.to_string());
 }

@@ -472,10 +472,13 @@ class Harness {
 #if PORTER_BENCH_HAVE_ENGINE
     for (const int workers : o_.workers) {
       Row& row = add("W2", "drain C=" + std::to_string(workers), "throughput", "jobs/s");
+      claim_batch_.clear();
+      finish_batch_.clear();
       for (int r = 0; r < o_.repeat; ++r) {
         row.samples.push_back(porter_drain(workers));
         row.baseline.push_back(baseline_drain(workers));
       }
+      row.note = "jobs per claim " + human(median(claim_batch_)) + ", per finish " + human(median(finish_batch_));
       row.target = Target{sqlite() ? 50'000.0 : 1'000'000.0, true};
       print_row(row);
     }
@@ -487,7 +490,8 @@ class Harness {
 #if PORTER_BENCH_HAVE_ENGINE
   double porter_drain(int workers) {
     const std::int64_t n = o_.jobs;
-    auto store = fresh_store();
+    auto counting = std::make_shared<CountingStore>(fresh_store());
+    std::shared_ptr<Store> store = counting;
     fill(*store, n, 1000);
     CountLatch handled(n);
     CountLatch completed(n);  // the store's view: a finished(completed) event per job
@@ -512,8 +516,14 @@ class Harness {
     for (const auto& q : stats.queues) done += q.completed;
     if (done != n) throw std::runtime_error("W2: the store reports " + std::to_string(done) + " of " +
                                             std::to_string(n) + " jobs completed");
+    claim_batch_.push_back(static_cast<double>(counting->claimed_jobs()) /
+                           static_cast<double>(std::max<std::int64_t>(1, counting->claim_calls())));
+    finish_batch_.push_back(static_cast<double>(counting->finished_jobs()) /
+                            static_cast<double>(std::max<std::int64_t>(1, counting->finish_calls())));
     return static_cast<double>(n) / seconds_between(t0, t_end);
   }
+  // Jobs per store call in the last W2 runs: how well the engine batches.
+  std::vector<double> claim_batch_, finish_batch_;
 #endif
 
   double baseline_drain(int workers) const {
@@ -891,6 +901,7 @@ int run(int argc, char** argv) {
               "ratio = porter / baseline\n");
 
   std::vector<Row> rows;
+  const double load_before = load_average();
   const auto started = now_ns();
   for (const auto& store : options.stores) {
     Harness harness(options, store);
@@ -898,7 +909,9 @@ int run(int argc, char** argv) {
   }
   const double elapsed = seconds_between(started, now_ns());
   const auto peak = peak_rss_bytes();
-  std::printf("\npeak RSS (VmHWM): %.1f MiB; wall time %.1f s\n", static_cast<double>(peak) / (1 << 20), elapsed);
+  const double load_after = load_average();
+  std::printf("\npeak RSS (VmHWM): %.1f MiB; wall time %.1f s; load average %.2f before, %.2f after\n",
+              static_cast<double>(peak) / (1 << 20), elapsed, load_before, load_after);
 
   int met = 0;
   int missed = 0;
@@ -916,6 +929,8 @@ int run(int argc, char** argv) {
     out["hardware_threads"] = std::thread::hardware_concurrency();
     out["peak_rss_bytes"] = peak;
     out["wall_seconds"] = elapsed;
+    out["load_average_before"] = load_before;
+    out["load_average_after"] = load_after;
     out["rows"] = nlohmann::json::array();
     for (const auto& row : rows) out["rows"].push_back(to_json(row));
     std::ofstream file(options.json_path);
