@@ -128,6 +128,7 @@ struct JobHead {
   std::string queue;
   std::string kind;
   TimePoint run_at{};
+  int children_total = 0;
 };
 
 class SqliteStore final : public Store {
@@ -184,7 +185,7 @@ class SqliteStore final : public Store {
   void wake_for_callback(const JobHead& job);
   void give_up_lease(const JobHead& job, const std::string& message);
   Job load_details(JobRow row);
-  void apply_outcome(const JobHead& job, const Outcome& outcome);
+  JobState apply_outcome(const JobHead& job, const Outcome& outcome);
   void set_result(JobId id, const std::string& result);
   void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending) {
     events_.push_back({type, std::string(queue), job, state});
@@ -288,7 +289,8 @@ void SqliteStore::remove_listener(std::uint64_t id) {
 std::optional<JobHead> SqliteStore::head(JobId id) {
   auto q = db_->query(
       "SELECT state, lease_token, attempt, max_attempts, cancel_requested, children_unfinished, "
-      "dependencies_unfinished, parent_id, on_failure, dependent_count, queue, kind, run_at FROM jobs WHERE id = ?");
+      "dependencies_unfinished, parent_id, on_failure, dependent_count, queue, kind, run_at, children_total FROM jobs "
+      "WHERE id = ?");
   q.bind(0, id);
   if (!q.step()) return std::nullopt;
   JobHead h;
@@ -306,6 +308,7 @@ std::optional<JobHead> SqliteStore::head(JobId id) {
   h.queue = q.text(10);
   h.kind = q.text(11);
   h.run_at = tp(q.i64(12));
+  h.children_total = q.i32(13);
   return h;
 }
 
@@ -363,7 +366,9 @@ void SqliteStore::finalize(const JobHead& job, JobState state, std::string_view 
   q.bind(0, job.id).bind(1, state_int(state)).bind(2, us(now_));
   q.run();
   emit(StoreEvent::Type::finished, job.queue, job.id, state);
-  finals_.push_back(job.id);
+  // Only a job with relatives has effects (the common lone job skips them).
+  bool has_relatives = job.parent_id || job.dependent_count > 0 || (state != JobState::completed && job.children_total > 0);
+  if (has_relatives) finals_.push_back(job.id);
 }
 
 void SqliteStore::request_cancel(const JobHead& job) {
@@ -713,65 +718,66 @@ Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> o
         out.push_back({stale(o.lease), current_state(o.lease.id)});
         continue;
       }
-      apply_outcome(*h, o);
-      out.push_back({Status{}, JobState::pending});
+      out.push_back({Status{}, apply_outcome(*h, o)});
     }
     // Effects may move a job again (a child failing its parent), so report
     // the state after the whole transaction.
+    bool effects = !finals_.empty();
     run_effects();
-    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    for (std::size_t i = 0; effects && i < outcomes.size(); ++i) {
       if (out[i].status) out[i].state = current_state(outcomes[i].lease.id);
     }
     return out;
   });
 }
 
-void SqliteStore::apply_outcome(const JobHead& h, const Outcome& o) {
+JobState SqliteStore::apply_outcome(const JobHead& h, const Outcome& o) {
   const Duration delay = std::max(o.delay, Duration::zero());  // negative delays count as zero
   if (h.cancel_requested) {
     // Whatever the handler says, it was asked to stop.
     if (!o.error.empty()) add_error(h, o.error, false, false);
     finalize(h, JobState::cancelled, {});
-    return;
+    return JobState::cancelled;
   }
   switch (o.kind) {
     case OutcomeKind::complete:
       if (!o.result.empty()) set_result(h.id, o.result);
       finalize(h, JobState::completed, {});
-      return;
+      return JobState::completed;
     case OutcomeKind::retry: {
       bool last = h.attempt >= h.max_attempts;
       add_error(h, o.error, false, !last);
       if (last) {
         finalize(h, JobState::failed, {});
-      } else {
-        make_pending(h, now_ + delay, 0);
+        return JobState::failed;
       }
-      return;
+      make_pending(h, now_ + delay, 0);
+      return JobState::pending;
     }
     case OutcomeKind::fail:
       finalize(h, JobState::failed, o.error.empty() ? std::string_view("failed") : std::string_view(o.error));
-      return;
+      return JobState::failed;
     case OutcomeKind::snooze:
       make_pending(h, now_ + delay, -1);
-      return;
+      return JobState::pending;
     case OutcomeKind::release:
       make_pending(h, now_, -1);
-      return;
+      return JobState::pending;
     case OutcomeKind::cancelled:
       finalize(h, JobState::cancelled, o.error);
-      return;
+      return JobState::cancelled;
     case OutcomeKind::wait_children:
       if (!o.result.empty()) set_result(h.id, o.result);
       if (h.children_unfinished > 0) {
         auto q = db_->query("UPDATE jobs SET state = 2, lease_worker = NULL, lease_expires = NULL WHERE id = ?");
         q.bind(0, h.id);
         q.run();
-      } else {
-        wake_for_callback(h);
+        return JobState::waiting;
       }
-      return;
+      wake_for_callback(h);
+      return JobState::pending;
   }
+  return JobState::pending;
 }
 
 void SqliteStore::set_result(JobId id, const std::string& result) {
@@ -1186,6 +1192,9 @@ Result<std::shared_ptr<Store>> open_sqlite_store(const std::string& path, Sqlite
       }
     }
     db->exec(options.durability == Durability::power_loss ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+    // A bigger page cache keeps the claim index and hot job pages in memory
+    // (SQLite's default is 2 MB); sorts and temporaries stay in memory too.
+    db->exec("PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY");
     db->exec("PRAGMA foreign_keys = OFF");
     // A current schema needs no write, so a read-only database still opens
     // (and its first write fails with `unavailable`).
