@@ -185,6 +185,7 @@ class SqliteStore final : public Store {
   void wake_for_callback(const JobHead& job);
   void give_up_lease(const JobHead& job, const std::string& message);
   Job load_details(JobRow row);
+  void delete_job(JobId id);
   JobState apply_outcome(const JobHead& job, const Outcome& outcome);
   void set_result(JobId id, const std::string& result);
   void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending) {
@@ -486,6 +487,16 @@ void SqliteStore::give_up_lease(const JobHead& job, const std::string& message) 
   } else {
     add_error(job, message, false, true);
     make_pending(job, now_, 0);
+  }
+}
+
+// Deletes a job with its history (its rows in every table).
+void SqliteStore::delete_job(JobId id) {
+  for (const char* sql : {"DELETE FROM attempt_errors WHERE job_id = ?", "DELETE FROM item_errors WHERE job_id = ?",
+                          "DELETE FROM dependencies WHERE job_id = ?", "DELETE FROM jobs WHERE id = ?"}) {
+    auto q = db_->query(sql);
+    q.bind(0, id);
+    q.run();
   }
 }
 
@@ -926,12 +937,7 @@ Status SqliteStore::discard(JobId id) {
       return make_error(ErrorCode::wrong_state, "job " + std::to_string(id) + " is " +
                                                     std::string(to_string(h->state)) + "; only final jobs can be discarded");
     }
-    for (const char* sql : {"DELETE FROM attempt_errors WHERE job_id = ?", "DELETE FROM item_errors WHERE job_id = ?",
-                            "DELETE FROM dependencies WHERE job_id = ?", "DELETE FROM jobs WHERE id = ?"}) {
-      auto q = db_->query(sql);
-      q.bind(0, id);
-      q.run();
-    }
+    delete_job(id);
     return {};
   });
 }
@@ -964,14 +970,7 @@ Result<std::int64_t> SqliteStore::prune(TimePoint finished_before) {
       q.bind(0, us(finished_before));
       while (q.step()) ids.push_back(q.i64(0));
     }
-    for (JobId id : ids) {
-      for (const char* sql : {"DELETE FROM attempt_errors WHERE job_id = ?", "DELETE FROM item_errors WHERE job_id = ?",
-                              "DELETE FROM dependencies WHERE job_id = ?", "DELETE FROM jobs WHERE id = ?"}) {
-        auto q = db_->query(sql);
-        q.bind(0, id);
-        q.run();
-      }
-    }
+    for (JobId id : ids) delete_job(id);
     return static_cast<std::int64_t>(ids.size());
   });
 }
