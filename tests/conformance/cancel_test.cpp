@@ -28,9 +28,7 @@ TEST_CASE("cancel a pending job: cancelled now, never claimed, reason kept", "[c
 TEST_CASE("cancel a waiting job (dependencies or children)", "[cancel]") {
   PORTER_STORE_UNDER_TEST();
   JobId a = add(*store, new_job("a"));
-  NewJob b = new_job("b");
-  b.depends_on = {a};
-  JobId bid = add(*store, b);
+  JobId bid = add_after(*store, {a}, "b");
   CHECK(store->cancel(bid, "no").value() == CancelResult::cancelled);
   CHECK(get(*store, bid).state == JobState::cancelled);
   // Its dependency completing later does not revive it.

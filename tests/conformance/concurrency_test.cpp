@@ -111,3 +111,29 @@ TEST_CASE("children finished from several threads wake their parent exactly once
   CHECK(parent.state == JobState::running);
   CHECK(parent.callback_pending);
 }
+
+TEST_CASE("rescue_expired from several nodes at once rescues each job once", "[concurrency][lease]") {
+  PORTER_STORE_UNDER_TEST();
+  std::vector<NewJob> batch(200, new_job());
+  REQUIRE(store->insert(batch).has_value());
+  REQUIRE(claim(*store, "default", 200, 10s).size() == 200);
+  clock->advance(11s);
+  std::vector<std::vector<JobId>> got(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto r = store->rescue_expired();
+      if (r) got[t] = *r;
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::multiset<JobId> all;
+  for (const auto& v : got) all.insert(v.begin(), v.end());
+  CHECK(all.size() == 200);
+  CHECK(std::set<JobId>(all.begin(), all.end()).size() == 200);
+  for (JobId id : {JobId{1}, JobId{100}, JobId{200}}) {
+    Job j = get(*store, id);
+    CHECK(j.state == JobState::pending);
+    CHECK(j.errors.size() == 1);
+  }
+}

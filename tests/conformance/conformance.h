@@ -44,6 +44,13 @@ inline JobId add(Store& store, NewJob job) {
   return (*r)[0].id;
 }
 
+// Inserts a job of `kind` that depends on `deps` and returns its id.
+inline JobId add_after(Store& store, std::vector<JobId> deps, std::string kind = "work") {
+  NewJob j = new_job(std::move(kind));
+  j.depends_on = std::move(deps);
+  return add(store, j);
+}
+
 inline Job get(Store& store, JobId id) {
   auto r = store.get(id);
   INFO((r ? std::string() : r.error().to_string()));

@@ -156,9 +156,7 @@ TEST_CASE("a job with unfinished dependencies waits; completed ones release it",
   PORTER_STORE_UNDER_TEST();
   JobId a = add(*store, new_job("a"));
   JobId b = add(*store, new_job("b"));
-  NewJob c = new_job("c");
-  c.depends_on = {a, b, a};  // a repeated dependency counts once
-  JobId cid = add(*store, c);
+  JobId cid = add_after(*store, {a, b, a}, "c");  // a repeated dependency counts once
   Job got = get(*store, cid);
   CHECK(got.state == JobState::waiting);
   CHECK(got.dependencies_unfinished == 2);
@@ -186,12 +184,8 @@ TEST_CASE("a job with unfinished dependencies waits; completed ones release it",
 TEST_CASE("a dependency that failed or was cancelled cancels the dependent", "[insert][workflow]") {
   PORTER_STORE_UNDER_TEST();
   JobId a = add(*store, new_job("a"));
-  NewJob c = new_job("c");
-  c.depends_on = {a};
-  JobId cid = add(*store, c);
-  NewJob e = new_job("e");
-  e.depends_on = {cid};  // a chain: a -> c -> e
-  JobId eid = add(*store, e);
+  JobId cid = add_after(*store, {a}, "c");
+  JobId eid = add_after(*store, {cid}, "e");  // a chain: a -> c -> e
 
   Job ja = claim_one(*store);
   finish_ok(*store, ja, OutcomeKind::fail, "boom");
@@ -212,9 +206,7 @@ TEST_CASE("a dependency that failed or was cancelled cancels the dependent", "[i
 
   // A cancelled dependency does the same.
   JobId x = add(*store, new_job("x"));
-  NewJob y = new_job("y");
-  y.depends_on = {x};
-  JobId yid = add(*store, y);
+  JobId yid = add_after(*store, {x}, "y");
   REQUIRE(store->cancel(x, "not needed").value() == CancelResult::cancelled);
   CHECK(get(*store, yid).state == JobState::cancelled);
 }
@@ -223,15 +215,9 @@ TEST_CASE("dependencies form a DAG: a diamond runs in order", "[insert][workflow
   PORTER_STORE_UNDER_TEST();
   // A diamond: b and c depend on a; d depends on b and c.
   JobId a = add(*store, new_job("a"));
-  NewJob b = new_job("b");
-  b.depends_on = {a};
-  JobId bid = add(*store, b);
-  NewJob c = new_job("c");
-  c.depends_on = {a};
-  JobId cid = add(*store, c);
-  NewJob d = new_job("d");
-  d.depends_on = {bid, cid};
-  JobId did = add(*store, d);
+  JobId bid = add_after(*store, {a}, "b");
+  JobId cid = add_after(*store, {a}, "c");
+  JobId did = add_after(*store, {bid, cid}, "d");
 
   std::vector<JobId> order;
   for (;;) {
