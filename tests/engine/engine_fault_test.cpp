@@ -81,7 +81,9 @@ TEST_CASE("fault: a worker that cannot heartbeat loses its job to a rescuer and 
   EventLog b_log(b);
   REQUIRE(b.register_handler("k", [](JobContext& ctx) { ctx.set_result(R"({"by":"b"})"); }));
   REQUIRE(b.start());
-  clock->advance(11s);  // A's lease runs out: nobody extended it
+  clock->advance(4s);
+  REQUIRE(eventually([&] { return cut_off->calls(StoreOp::heartbeat) > 0; }));  // A tried, and failed
+  clock->advance(7s);  // A's lease runs out: nobody extended it
   auto job = b.wait_for(id->id, 20s);
   REQUIRE(job);
   CHECK(job->state == JobState::completed);
@@ -98,5 +100,4 @@ TEST_CASE("fault: a worker that cannot heartbeat loses its job to a rescuer and 
   CHECK(after->state == JobState::completed);
   CHECK(after->result == R"({"by":"b"})");
   CHECK(after->attempt == 2);
-  CHECK(cut_off->calls(StoreOp::heartbeat) > 0);
 }
