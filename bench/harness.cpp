@@ -71,6 +71,7 @@ struct Options {
   std::vector<std::int64_t> scale_sizes{10'000, 100'000, 1'000'000};
   std::int64_t sqlite_scale_max = 1'000'000;  // larger W5 sizes are reduced to this for SQLite
   std::int64_t sqlite_one_max = 20'000;       // W1 one-at-a-time on SQLite: one commit per job is slow
+  std::int64_t sqlite_drain_max = 50'000;     // W2 on SQLite: keeps the default run within ~5 minutes
   int scale_claims = 2000;                    // W5 timed claims per size
   std::int64_t mem_jobs = 200'000;
   bool smoke = false;
@@ -479,6 +480,7 @@ class Harness {
         row.baseline.push_back(baseline_drain(workers));
       }
       row.note = "jobs per claim " + human(median(claim_batch_)) + ", per finish " + human(median(finish_batch_));
+      if (drain_jobs() < o_.jobs) row.note += "; " + human(static_cast<double>(drain_jobs())) + " jobs";
       row.target = Target{sqlite() ? 50'000.0 : 1'000'000.0, true};
       print_row(row);
     }
@@ -487,9 +489,12 @@ class Harness {
 #endif
   }
 
+  std::int64_t drain_jobs() const { return sqlite() ? std::min(o_.jobs, o_.sqlite_drain_max) : o_.jobs; }
+
 #if PORTER_BENCH_HAVE_ENGINE
+
   double porter_drain(int workers) {
-    const std::int64_t n = o_.jobs;
+    const std::int64_t n = drain_jobs();
     auto counting = std::make_shared<CountingStore>(fresh_store());
     std::shared_ptr<Store> store = counting;
     fill(*store, n, 1000);
@@ -527,7 +532,7 @@ class Harness {
 #endif
 
   double baseline_drain(int workers) const {
-    const std::int64_t n = o_.jobs;
+    const std::int64_t n = drain_jobs();
     CountLatch done(n);
     BaselinePool pool;
     std::vector<BaselinePool::Task> tasks;
