@@ -353,3 +353,30 @@ TEST_CASE("listeners hear available, finished and cancel_requested; removed ones
   add(*store, new_job("k", "q"));
   CHECK(other_calls == before);
 }
+
+TEST_CASE("pruning thousands of jobs leaves a working store that never reuses ids", "[admin]") {
+  PORTER_STORE_UNDER_TEST();
+  constexpr int kJobs = 5000;  // more than one storage chunk of the memory store
+  std::vector<NewJob> batch(kJobs, new_job());
+  REQUIRE(store->insert(batch).has_value());
+  for (;;) {
+    auto jobs = claim(*store, "default", 500);
+    if (jobs.empty()) break;
+    std::vector<Outcome> outs;
+    for (const auto& j : jobs) outs.push_back(outcome(j, OutcomeKind::complete));
+    REQUIRE(store->finish(outs).has_value());
+  }
+  clock->advance(1s);
+  auto n = store->prune(clock->now());
+  REQUIRE(n.has_value());
+  CHECK(*n == kJobs);
+  for (JobId id : {JobId{1}, JobId{4096}, JobId{4097}, JobId{kJobs}}) {
+    CHECK(store->get(id).error().code() == ErrorCode::not_found);
+  }
+  auto page = store->list({}, std::nullopt, 10);
+  REQUIRE(page.has_value());
+  CHECK(page->jobs.empty());
+  JobId next = add(*store, new_job());
+  CHECK(next == kJobs + 1);
+  CHECK(claim_one(*store).id == next);
+}
