@@ -99,19 +99,11 @@ class UserTable {
 int main(int argc, char** argv) {
   Log log;
   Checks checks(log);
-  auto opened = porter::examples::open_example_store(argc, argv, "import");
-  if (!opened) {
-    fmt::print(stderr, "porter_example_import: cannot open the store: {}\n", opened.error().to_string());
-    return 2;
-  }
-  auto csv = write_users_csv(opened->dir->path(), 3000);
-  if (!csv) {
-    fmt::print(stderr, "porter_example_import: {}\n", csv.error().to_string());
-    return 2;
-  }
+  auto opened = or_exit(porter::examples::open_example_store(argc, argv, "import"), "opening the store");
+  const GeneratedCsv csv = or_exit(write_users_csv(opened.dir->path(), 3000), "writing the CSV");
   log.heading("Bulk import of users from a CSV file");
-  log.line("store: {}", opened->description);
-  log.line("wrote {} rows to {} ({} of them bad)", csv->rows, csv->path, csv->bad_rows);
+  log.line("store: {}", opened.description);
+  log.line("wrote {} rows to {} ({} of them bad)", csv.rows, csv.path, csv.bad_rows);
 
   porter::EngineOptions options;
   options.queues = {{"imports", 1}};
@@ -120,7 +112,7 @@ int main(int argc, char** argv) {
   // view follows the import closely.
   options.heartbeat_every = 100ms;
   options.lease_for = 5s;
-  porter::Engine engine(opened->store, options);
+  porter::Engine engine(opened.store, options);
 
   UserTable users;
   std::atomic<std::int64_t> rows_seen_by_slow_import{0};
@@ -163,20 +155,20 @@ int main(int argc, char** argv) {
   });
   or_exit(engine.start(), "starting the engine");
 
-  porter::Admin admin(opened->store);
+  porter::Admin admin(opened.store);
   const auto ada = porter::Principal::owner("ada");
   const auto bob = porter::Principal::owner("bob");
 
   // --- the full import ---------------------------------------------------------
   log.heading("1. Import the whole file");
   auto first = or_exit(engine.enqueue({.kind = "import_users",
-                                       .args = json{{"path", csv->path}}.dump(),
+                                       .args = json{{"path", csv.path}}.dump(),
                                        .queue = "imports",
                                        .owner = "ada",
                                        .description = "Import users.csv"}),
                        "enqueueing");
   auto first_done = engine.wait_for(first.id, 30s);
-  const std::int64_t good_rows = csv->rows - csv->bad_rows;
+  const std::int64_t good_rows = csv.rows - csv.bad_rows;
   checks.expect(first_done && first_done->state == porter::JobState::completed,
                 "the import completed despite the bad rows");
   checks.expect(static_cast<std::int64_t>(users.size()) == good_rows,
@@ -193,21 +185,21 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < j.item_errors.size() && i < 5; ++i) {
       log.line("  {}: {}", j.item_errors[i].item, j.item_errors[i].message);
     }
-    checks.expect(j.item_error_count == csv->bad_rows,
-                  fmt::format("the admin view counts {} item errors, one per bad row", csv->bad_rows));
+    checks.expect(j.item_error_count == csv.bad_rows,
+                  fmt::format("the admin view counts {} item errors, one per bad row", csv.bad_rows));
     checks.expect(j.item_errors.size() ==
-                      std::min<std::size_t>(static_cast<std::size_t>(csv->bad_rows), porter::kMaxStoredItemErrors),
+                      std::min<std::size_t>(static_cast<std::size_t>(csv.bad_rows), porter::kMaxStoredItemErrors),
                   "and keeps their details");
     checks.expect(view->percent && *view->percent == 100.0, "progress reads 100%");
     checks.expect(
-        !j.result.empty() && json::parse(j.result) == json{{"imported", good_rows}, {"rejected", csv->bad_rows}},
+        !j.result.empty() && json::parse(j.result) == json{{"imported", good_rows}, {"rejected", csv.bad_rows}},
         "the job's result counts imported and rejected rows");
   }
 
   // --- the cancelled import ----------------------------------------------------
   log.heading("2. A second import, cancelled midway by its owner");
   auto second = or_exit(engine.enqueue({.kind = "import_users",
-                                        .args = json{{"path", csv->path}, {"pause_us_per_row", 1000}}.dump(),
+                                        .args = json{{"path", csv.path}, {"pause_us_per_row", 1000}}.dump(),
                                         .queue = "imports",
                                         .owner = "ada",
                                         .description = "Import users.csv again (slowly)"}),
@@ -239,8 +231,8 @@ int main(int argc, char** argv) {
   auto second_done = engine.wait_for(second.id, 30s);
   checks.expect(second_done && second_done->state == porter::JobState::cancelled, "the second import ended cancelled");
   const auto rows_seen = rows_seen_by_slow_import.load();
-  log.line("it had read {} of {} rows when it stopped", rows_seen, csv->rows);
-  checks.expect(rows_seen > 0 && rows_seen < csv->rows, "it stopped midway instead of reading the whole file");
+  log.line("it had read {} of {} rows when it stopped", rows_seen, csv.rows);
+  checks.expect(rows_seen > 0 && rows_seen < csv.rows, "it stopped midway instead of reading the whole file");
 
   engine.stop();
   return checks.verdict("porter_example_import");

@@ -30,18 +30,14 @@ using porter::examples::register_or_exit;
 int main(int argc, char** argv) {
   Log log;
   Checks checks(log);
-  auto opened = porter::examples::open_example_store(argc, argv, "publishing");
-  if (!opened) {
-    fmt::print(stderr, "porter_example_publishing: cannot open the store: {}\n", opened.error().to_string());
-    return 2;
-  }
+  auto opened = or_exit(porter::examples::open_example_store(argc, argv, "publishing"), "opening the store");
   log.heading("Publishing an article: a parent job with three children");
-  log.line("store: {}", opened->description);
+  log.line("store: {}", opened.description);
 
   porter::EngineOptions options;
   options.queues = {{"content", 2}, {"media", 2}, {"search", 1}, {"notifications", 2}};
   options.poll_every = 50ms;
-  porter::Engine engine(opened->store, options);
+  porter::Engine engine(opened.store, options);
 
   std::atomic<int> callbacks{0};
   std::atomic<bool> callback_saw_all_final{true};
@@ -138,7 +134,7 @@ int main(int argc, char** argv) {
     checks.expect(summary_ok, "the parent's result holds each child's result");
   }
 
-  porter::Admin admin(opened->store);
+  porter::Admin admin(opened.store);
   auto details = admin.get(porter::Principal::owner("ada"), parent.id);
   checks.expect(details.has_value(), "ada (the owner) can read the job in the admin view");
   if (details) {

@@ -62,17 +62,13 @@ std::vector<porter::JobId> ids_of(const std::vector<porter::InsertResult>& inser
 int main(int argc, char** argv) {
   Log log;
   Checks checks(log);
-  auto opened = porter::examples::open_example_store(argc, argv, "demo");
-  if (!opened) {
-    fmt::print(stderr, "porter_demo: cannot open the store: {}\n", opened.error().to_string());
-    return 2;
-  }
-  std::shared_ptr<porter::Store> store = opened->store;
+  auto opened = or_exit(porter::examples::open_example_store(argc, argv, "demo"), "opening the store");
+  std::shared_ptr<porter::Store> store = opened.store;
   porter::Admin admin(store);
   const auto root = porter::Principal::administrator();
 
   log.heading("Porter demo");
-  log.line("store: {}", opened->description);
+  log.line("store: {}", opened.description);
 
   porter::EngineOptions options;
   options.queues = {{"content", 2}, {"analytics", 1}, {"notifications", 4}};
