@@ -52,7 +52,7 @@ TEST_CASE("a unique enqueue racing from 8 threads yields one job", "[concurrency
   NewJob u = new_job("sync");
   u.unique_key = "tenant-1";
   std::vector<JobId> ids(8);
-  std::vector<bool> dup(8);
+  std::vector<int> dup(8);  // not vector<bool>: its bits share words across threads
   std::vector<std::thread> threads;
   std::atomic<bool> go{false};
   for (std::size_t t = 0; t < 8; ++t) {
@@ -67,7 +67,7 @@ TEST_CASE("a unique enqueue racing from 8 threads yields one job", "[concurrency
   }
   go = true;
   for (auto& th : threads) th.join();
-  CHECK(std::count(dup.begin(), dup.end(), false) == 1);
+  CHECK(std::count(dup.begin(), dup.end(), 0) == 1);
   CHECK(std::set<JobId>(ids.begin(), ids.end()).size() == 1);
   CHECK(ids[0] > 0);
   auto page = store->list({}, std::nullopt, 100);
