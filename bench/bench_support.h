@@ -16,6 +16,7 @@
 #include "porter/job.h"
 #include "porter/status.h"
 #include "porter/store.h"
+#include "support/fault_store.h"
 
 namespace porter::bench {
 
@@ -73,62 +74,31 @@ inline void must(const Status& s, std::string_view what) {
   if (!s.has_value()) throw_error(s.error(), what);
 }
 
-// Forwards every call to another store and counts the hot-path calls, so the
-// harness can report how large the engine's claim and finish batches really are.
-class CountingStore final : public Store {
+// Forwards every call to another store (the tests' ForwardingStore) and
+// counts the hot-path calls, so the harness can report how large the
+// engine's claim and finish batches really are.
+class CountingStore final : public test::ForwardingStore {
  public:
-  explicit CountingStore(std::shared_ptr<Store> inner) : inner_(std::move(inner)) {}
+  using ForwardingStore::ForwardingStore;
 
   std::int64_t claim_calls() const { return claim_calls_.load(); }
   std::int64_t claimed_jobs() const { return claimed_jobs_.load(); }
   std::int64_t finish_calls() const { return finish_calls_.load(); }
   std::int64_t finished_jobs() const { return finished_jobs_.load(); }
 
-  const Clock& clock() const noexcept override { return inner_->clock(); }
-  Result<std::vector<InsertResult>> insert(std::span<const NewJob> jobs) override { return inner_->insert(jobs); }
   Result<std::vector<Job>> claim(const ClaimRequest& request) override {
-    auto r = inner_->claim(request);
+    auto r = ForwardingStore::claim(request);
     claim_calls_.fetch_add(1, std::memory_order_relaxed);
     if (r) claimed_jobs_.fetch_add(static_cast<std::int64_t>(r->size()), std::memory_order_relaxed);
     return r;
   }
-  Result<std::vector<LeaseStatus>> heartbeat(std::span<const LeaseRef> leases, Duration extend_by) override {
-    return inner_->heartbeat(leases, extend_by);
-  }
   Result<std::vector<FinishResult>> finish(std::span<const Outcome> outcomes) override {
     finish_calls_.fetch_add(1, std::memory_order_relaxed);
     finished_jobs_.fetch_add(static_cast<std::int64_t>(outcomes.size()), std::memory_order_relaxed);
-    return inner_->finish(outcomes);
+    return ForwardingStore::finish(outcomes);
   }
-  Result<std::vector<InsertResult>> spawn(const LeaseRef& parent, std::span<const NewJob> children) override {
-    return inner_->spawn(parent, children);
-  }
-  Status report_progress(const LeaseRef& lease, const Progress& progress) override {
-    return inner_->report_progress(lease, progress);
-  }
-  Status add_item_errors(const LeaseRef& lease, std::span<const ItemError> errors) override {
-    return inner_->add_item_errors(lease, errors);
-  }
-  Result<std::vector<JobId>> rescue_expired() override { return inner_->rescue_expired(); }
-  Result<std::optional<TimePoint>> next_run_at(std::string_view queue) override { return inner_->next_run_at(queue); }
-  Result<CancelResult> cancel(JobId id, std::string_view reason) override { return inner_->cancel(id, reason); }
-  Result<std::vector<JobId>> expire_stuck(Duration older_than) override { return inner_->expire_stuck(older_than); }
-  Status retry_job(JobId id) override { return inner_->retry_job(id); }
-  Status discard(JobId id) override { return inner_->discard(id); }
-  Status set_queue_paused(std::string_view queue, bool paused) override {
-    return inner_->set_queue_paused(queue, paused);
-  }
-  Result<std::int64_t> prune(TimePoint finished_before) override { return inner_->prune(finished_before); }
-  Result<Job> get(JobId id) override { return inner_->get(id); }
-  Result<JobPage> list(const JobFilter& filter, std::optional<JobId> cursor, int limit) override {
-    return inner_->list(filter, cursor, limit);
-  }
-  Result<Stats> stats(Duration window) override { return inner_->stats(window); }
-  std::uint64_t add_listener(Listener listener) override { return inner_->add_listener(std::move(listener)); }
-  void remove_listener(std::uint64_t id) override { inner_->remove_listener(id); }
 
  private:
-  std::shared_ptr<Store> inner_;
   std::atomic<std::int64_t> claim_calls_{0}, claimed_jobs_{0}, finish_calls_{0}, finished_jobs_{0};
 };
 
