@@ -55,8 +55,11 @@ Result<int> parse_value(std::string_view text, const FieldSpec& spec) {
   int value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size()) {
-    return make_error(ErrorCode::invalid_argument, "'" + std::string(text) + "' is not a number" +
-                                                       (spec.names != nullptr ? " or a name" : ""));
+    // Appended step by step: GCC 12 at -O3 warns falsely (-Wrestrict, PR105651) on "'" + std::string(...).
+    std::string message = "'";
+    message += text;
+    message += spec.names != nullptr ? "' is not a number or a name" : "' is not a number";
+    return make_error(ErrorCode::invalid_argument, std::move(message));
   }
   if (value < spec.min || value > spec.max) {
     return make_error(ErrorCode::invalid_argument, "value " + std::to_string(value) + " is out of range " +
