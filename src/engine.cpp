@@ -802,11 +802,13 @@ struct EngineCore {
 
     while (true) {
       auto job = store_->get(id);
-      if (!job) return job;
-      if (is_final(job->state)) return job;
+      // A store that is briefly unavailable is waited out like an unfinished job.
+      if (!job && job.error().code() != ErrorCode::unavailable) return job;
+      if (job && is_final(job->state)) return job;
       std::unique_lock lock(watch_mu_);
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left <= std::chrono::steady_clock::duration::zero()) {
+        if (!job) return job;
         return make_error(ErrorCode::timeout, "job " + std::to_string(id) + " is still " +
                                                   std::string(to_string(job->state)) + " after " +
                                                   std::to_string(timeout.count()) + " ms");
@@ -869,6 +871,7 @@ struct EngineCore {
       for (JobId id : check) {
         auto job = store_->get(id);
         if (job && !is_final(job->state)) continue;
+        if (!job && job.error().code() != ErrorCode::not_found) continue;  // store trouble: next poll
         std::vector<std::function<void(const Job&)>> cbs;
         {
           std::lock_guard lock(watch_mu_);
@@ -877,7 +880,7 @@ struct EngineCore {
           cbs = std::move(it->second);
           callbacks_.erase(it);
         }
-        if (!job) continue;  // deleted (pruned or discarded) before we saw it final
+        if (!job) continue;  // deleted (pruned or discarded) before we saw it final: nothing to report
         for (auto& cb : cbs) {
           try {
             cb(*job);
@@ -1027,7 +1030,7 @@ void EngineCore::execute(const std::shared_ptr<Run>& run) {
     ++executing_;
   }
   const Job& job = run->job;
-  if (has_subscribers()) {
+  if (has_subscribers() && !run->cancelled.load()) {
     emit(Event{.type = EventType::started, .job = job.id, .kind = job.kind, .queue = job.queue,
                .attempt = job.attempt, .at = now()});
   }
@@ -1040,7 +1043,9 @@ void EngineCore::execute(const std::shared_ptr<Run>& run) {
 
   const auto started = std::chrono::steady_clock::now();
   Outcome outcome;
-  if (!entry) {
+  if (run->cancelled.load()) {
+    // Cancelled (or its lease lost) while it waited for a worker: do not start it.
+  } else if (!entry) {
     outcome = transient("no handler for kind '" + job.kind + "' is registered on worker " + options_.worker_id);
   } else {
     RunContext ctx(*this, *store_, *run);

@@ -101,3 +101,40 @@ TEST_CASE("fault: a worker that cannot heartbeat loses its job to a rescuer and 
   CHECK(after->result == R"({"by":"b"})");
   CHECK(after->attempt == 2);
 }
+
+namespace {
+
+// A store whose in-process events never reach this engine: what an engine
+// sees of jobs that another process works on.
+class DeafStore final : public porter::test::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::uint64_t add_listener(Listener) override { return 1; }
+  void remove_listener(std::uint64_t) override {}
+};
+
+}  // namespace
+
+TEST_CASE("fault: wait_for and on_finished notice jobs finished by another process", "[engine][fault]") {
+  auto store = make_memory_store();
+  Engine watcher(std::make_shared<DeafStore>(store),
+                 {.queues = {{"default", 1}}, .poll_every = 5ms, .accept_unregistered_kinds = true});
+  auto id = watcher.enqueue({.kind = "elsewhere"});
+  REQUIRE(id);
+  std::atomic<int> called{0};
+  REQUIRE(watcher.on_finished(id->id, [&](const Job& j) {
+    if (j.state == JobState::completed) ++called;
+  }));
+
+  std::thread other_process([&] {
+    auto claimed = store->claim({.queue = "default", .worker = "other", .limit = 1});
+    if (claimed && claimed->size() == 1) {
+      (void)store->finish(std::vector<Outcome>{{.lease = claimed->front().lease_ref(), .kind = OutcomeKind::complete}});
+    }
+  });
+  auto job = watcher.wait_for(id->id, 20s);
+  other_process.join();
+  REQUIRE(job);
+  CHECK(job->state == JobState::completed);
+  REQUIRE(eventually([&] { return called == 1; }));
+}
