@@ -48,9 +48,7 @@ TEST_CASE("engine: start twice is an error; restart after stop works", "[engine]
   CHECK(again.error().code() == ErrorCode::wrong_state);
   engine.stop();
   REQUIRE(engine.start());
-  auto id = engine.enqueue({.kind = "k"});
-  REQUIRE(id);
-  auto job = engine.wait_for(id->id, 10s);
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "k"});
   REQUIRE(job);
   CHECK(job->state == JobState::completed);
 }
@@ -163,18 +161,16 @@ TEST_CASE("engine: PermanentError fails at once, kept with its message", "[engin
   EventLog log(engine);
   REQUIRE(engine.register_handler("bad", [](JobContext&) { throw PermanentError("row 3 has no email"); }));
   REQUIRE(engine.start());
-  auto id = engine.enqueue({.kind = "bad", .max_attempts = 5});
-  REQUIRE(id);
-  auto job = engine.wait_for(id->id, 10s);
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "bad", .max_attempts = 5});
   REQUIRE(job);
   CHECK(job->state == JobState::failed);
   CHECK(job->attempt == 1);
   REQUIRE(job->errors.size() == 1);
   CHECK(job->errors[0].permanent);
   CHECK(job->errors[0].message == "row 3 has no email");
-  REQUIRE(eventually([&] { return log.count(EventType::failed, id->id) == 1; }));
-  CHECK(log.of(EventType::failed, id->id)[0].message == "row 3 has no email");
-  CHECK(log.count(EventType::retried, id->id) == 0);
+  REQUIRE(eventually([&] { return log.count(EventType::failed, job->id) == 1; }));
+  CHECK(log.of(EventType::failed, job->id)[0].message == "row 3 has no email");
+  CHECK(log.count(EventType::retried, job->id) == 0);
 }
 
 TEST_CASE("engine: any other exception retries until attempts run out, keeping every error", "[engine]") {
@@ -190,9 +186,7 @@ TEST_CASE("engine: any other exception retries until attempts run out, keeping e
   }));
   REQUIRE(engine.register_handler("ok", [](JobContext&) {}));
   REQUIRE(engine.start());
-  auto id = engine.enqueue({.kind = "flaky", .max_attempts = 3});
-  REQUIRE(id);
-  auto job = engine.wait_for(id->id, 10s);
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "flaky", .max_attempts = 3});
   REQUIRE(job);
   CHECK(job->state == JobState::failed);
   CHECK(calls == 3);
@@ -202,9 +196,9 @@ TEST_CASE("engine: any other exception retries until attempts run out, keeping e
   CHECK_THAT(job->errors[1].message, Catch::Contains("not a std::exception"));
   CHECK(job->errors[2].message == "still broken");
   for (const auto& e : job->errors) CHECK_FALSE(e.permanent);
-  REQUIRE(eventually([&] { return log.count(EventType::failed, id->id) == 1; }));
-  CHECK(log.count(EventType::retried, id->id) == 2);
-  CHECK(log.count(EventType::started, id->id) == 3);
+  REQUIRE(eventually([&] { return log.count(EventType::failed, job->id) == 1; }));
+  CHECK(log.count(EventType::retried, job->id) == 2);
+  CHECK(log.count(EventType::started, job->id) == 3);
 
   // The workers survived: a good job still runs.
   auto ok = engine.enqueue({.kind = "ok"});
@@ -391,9 +385,7 @@ TEST_CASE("engine: progress, item errors and result are stored", "[engine]") {
     ctx.set_result(R"({"imported":2})");
   }));
   REQUIRE(engine.start());
-  auto id = engine.enqueue({.kind = "import"});
-  REQUIRE(id);
-  auto job = engine.wait_for(id->id, 10s);
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "import"});
   REQUIRE(job);
   CHECK(job->state == JobState::completed);
   CHECK(job->progress.done == 4);
@@ -436,9 +428,7 @@ TEST_CASE("engine: a parent spawns children, waits, and reads them in its callba
     ctx.set_result("[" + results + "]");
   }));
   REQUIRE(engine.start());
-  auto id = engine.enqueue({.kind = "parent"});
-  REQUIRE(id);
-  auto job = engine.wait_for(id->id, 10s);
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "parent"});
   REQUIRE(job);
   CHECK(job->state == JobState::completed);
   CHECK(callbacks == 1);

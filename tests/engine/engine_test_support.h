@@ -46,6 +46,14 @@ class EventLog {
   std::vector<Event> events_;
 };
 
+// Enqueues one job and waits for it to be final.
+inline Result<Job> enqueue_and_wait(Engine& engine, NewJob job,
+                                    std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto id = engine.enqueue(std::move(job));
+  if (!id) return id.error();
+  return engine.wait_for(id->id, limit);
+}
+
 // Polls `condition` until it holds or `limit` passes; returns whether it held.
 // For conditions other threads make true with no event to wait on; never a
 // stand-in for a timing assertion.
