@@ -380,3 +380,54 @@ TEST_CASE("pruning thousands of jobs leaves a working store that never reuses id
   CHECK(next == kJobs + 1);
   CHECK(claim_one(*store).id == next);
 }
+
+TEST_CASE("every write that makes a job runnable announces it with an available event", "[admin][workflow]") {
+  PORTER_STORE_UNDER_TEST();
+  EventLog log(*store);
+  auto announced = [&](const std::string& queue) {
+    bool seen = false;
+    for (const auto& e : log.events()) seen |= e.type == StoreEvent::Type::available && e.queue == queue;
+    log.clear();
+    return seen;
+  };
+  JobId a = add(*store, new_job("a", "qa"));
+  CHECK(announced("qa"));  // insert
+  NewJob dep = new_job("d", "qd");
+  dep.depends_on = {a};
+  add(*store, dep);
+  log.clear();
+  Job ja = claim_one(*store, "qa");
+  finish_ok(*store, ja, OutcomeKind::complete);
+  CHECK(announced("qd"));  // a dependency completed
+
+  JobId p = add(*store, new_job("parent", "qp"));
+  Job jp = claim_one(*store, "qp");
+  REQUIRE(jp.id == p);
+  REQUIRE(store->spawn(jp.lease_ref(), std::vector<NewJob>{new_job("child", "qc")}).has_value());
+  CHECK(announced("qc"));  // spawn
+  finish_ok(*store, jp, OutcomeKind::wait_children);
+  finish_ok(*store, claim_one(*store, "qc"), OutcomeKind::complete);
+  CHECK(announced("qp"));  // parent woken for its callback
+
+  Job cb = claim_one(*store, "qp");
+  finish_ok(*store, cb, OutcomeKind::release);
+  CHECK(announced("qp"));  // released
+  cb = claim_one(*store, "qp");
+  finish_ok(*store, cb, OutcomeKind::retry, "again");
+  CHECK(announced("qp"));  // retried
+  cb = claim_one(*store, "qp", 10s);
+  clock->advance(11s);
+  REQUIRE(store->rescue_expired().has_value());
+  CHECK(announced("qp"));  // rescued
+  cb = claim_one(*store, "qp");
+  finish_ok(*store, cb, OutcomeKind::fail, "no");
+  log.clear();
+  REQUIRE(store->retry_job(p).has_value());
+  CHECK(announced("qp"));  // retried by an administrator
+
+  REQUIRE(store->set_queue_paused("qz", true).has_value());
+  add(*store, new_job("z", "qz"));
+  log.clear();
+  REQUIRE(store->set_queue_paused("qz", false).has_value());
+  CHECK(announced("qz"));  // resumed with work waiting
+}
