@@ -70,7 +70,7 @@ TEST_CASE("retry_job of a child makes its waiting parent wait for it again", "[a
   CHECK(get(*store, pid).callback_pending);
 }
 
-TEST_CASE("discard deletes a final job; wrong_state otherwise", "[admin]") {
+TEST_CASE("discard deletes a final job - wrong_state otherwise", "[admin]") {
   PORTER_STORE_UNDER_TEST();
   JobId id = add(*store, new_job());
   auto s = store->discard(id);
@@ -320,7 +320,7 @@ TEST_CASE("stats: oldest lease age and expired leases", "[stats][lease]") {
   CHECK(s->expired_leases == 1);
 }
 
-TEST_CASE("listeners hear available, finished and cancel_requested; removed ones hear nothing", "[admin]") {
+TEST_CASE("listeners hear available, finished and cancel_requested - removed ones hear nothing", "[admin]") {
   PORTER_STORE_UNDER_TEST();
   EventLog log(*store);
   JobId id = add(*store, new_job("k", "q"));

@@ -38,7 +38,7 @@ TEST_CASE("cancel a waiting job (dependencies or children)", "[cancel]") {
   CHECK(claim(*store, "default", 10).empty());
 }
 
-TEST_CASE("cancel a running job: requested; heartbeat and events tell the worker; it ends cancelled", "[cancel]") {
+TEST_CASE("cancel a running job: requested - heartbeat and events tell the worker - it ends cancelled", "[cancel]") {
   PORTER_STORE_UNDER_TEST();
   EventLog log(*store);
   JobId id = add(*store, new_job());
@@ -65,7 +65,7 @@ TEST_CASE("cancel a running job: requested; heartbeat and events tell the worker
   CHECK(get(*store, id2).state == JobState::cancelled);
 }
 
-TEST_CASE("cancel of a final job answers already_finished and changes nothing; unknown is not_found", "[cancel]") {
+TEST_CASE("cancel of a final job answers already_finished and changes nothing - unknown is not_found", "[cancel]") {
   PORTER_STORE_UNDER_TEST();
   JobId id = add(*store, new_job());
   Job j = claim_one(*store);

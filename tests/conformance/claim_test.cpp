@@ -48,7 +48,7 @@ TEST_CASE("claim leases: running, attempt incremented, fresh token, expiry, work
   CHECK(again.lease->token > j.lease->token);
 }
 
-TEST_CASE("claim honours the limit, the queue and pauses; rejects a bad request", "[claim]") {
+TEST_CASE("claim honours the limit, the queue and pauses - rejects a bad request", "[claim]") {
   PORTER_STORE_UNDER_TEST();
   std::vector<NewJob> batch(5, new_job());
   batch.push_back(new_job("x", "other"));
@@ -119,7 +119,7 @@ TEST_CASE("a lease nobody rescued yet stays live after its expiry", "[lease]") {
   CHECK(finish_ok(*store, j, OutcomeKind::complete) == JobState::completed);
 }
 
-TEST_CASE("rescue_expired: back to pending with the attempt consumed and an error; failed on the last attempt",
+TEST_CASE("rescue_expired: back to pending with the attempt consumed and an error - failed on the last attempt",
           "[lease]") {
   PORTER_STORE_UNDER_TEST();
   NewJob n = new_job();

@@ -88,7 +88,7 @@ TEST_CASE("a missing dependency is not_found and the batch inserts nothing", "[i
   CHECK(page->jobs.size() == 1);
 }
 
-TEST_CASE("run_at and delay schedule a job; it is invisible to claim until due", "[insert][claim]") {
+TEST_CASE("run_at and delay schedule a job - it is invisible to claim until due", "[insert][claim]") {
   PORTER_STORE_UNDER_TEST();
   const TimePoint t0 = clock->now();
   NewJob delayed = new_job("delayed");
@@ -152,7 +152,7 @@ TEST_CASE("next_run_at is the earliest run_at among pending jobs of the queue", 
   CHECK(*next == std::optional<TimePoint>(t0 + 1h));
 }
 
-TEST_CASE("a job with unfinished dependencies waits; completed ones release it", "[insert][workflow]") {
+TEST_CASE("a job with unfinished dependencies waits - completed ones release it", "[insert][workflow]") {
   PORTER_STORE_UNDER_TEST();
   JobId a = add(*store, new_job("a"));
   JobId b = add(*store, new_job("b"));

@@ -26,7 +26,7 @@ TEST_CASE("complete stores the result and finishes the job", "[lease]") {
   CHECK(twice.state == JobState::completed);
 }
 
-TEST_CASE("retry: pending after the delay; failed with the full error history once attempts run out", "[lease]") {
+TEST_CASE("retry: pending after the delay - failed with the full error history once attempts run out", "[lease]") {
   PORTER_STORE_UNDER_TEST();
   NewJob n = new_job();
   n.max_attempts = 3;
@@ -55,7 +55,7 @@ TEST_CASE("retry: pending after the delay; failed with the full error history on
   }
 }
 
-TEST_CASE("fail is permanent at once; long messages are clipped", "[lease]") {
+TEST_CASE("fail is permanent at once - long messages are clipped", "[lease]") {
   PORTER_STORE_UNDER_TEST();
   JobId id = add(*store, new_job());
   Job j = claim_one(*store);
@@ -93,7 +93,7 @@ TEST_CASE("snooze and release do not consume the attempt", "[lease]") {
   CHECK(finish_ok(*store, j, OutcomeKind::retry, "x") == JobState::failed);
 }
 
-TEST_CASE("cancelled outcome ends the job cancelled; cancel_requested overrides any outcome", "[lease][cancel]") {
+TEST_CASE("cancelled outcome ends the job cancelled - cancel_requested overrides any outcome", "[lease][cancel]") {
   PORTER_STORE_UNDER_TEST();
   add(*store, new_job());
   Job j = claim_one(*store);

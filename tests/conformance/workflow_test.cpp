@@ -32,7 +32,7 @@ std::vector<JobId> spawn_ids(Store& store, const Job& parent, std::vector<NewJob
 
 }  // namespace
 
-TEST_CASE("spawn inserts children under the parent's lease; the parent counts them", "[workflow]") {
+TEST_CASE("spawn inserts children under the parent's lease - the parent counts them", "[workflow]") {
   PORTER_STORE_UNDER_TEST();
   JobId pid = add(*store, new_job("parent"));
   Job p = claim_one(*store);
