@@ -39,7 +39,7 @@ TEST_CASE("engine: start, run a job, stop", "[engine]") {
   engine.stop();  // idempotent
 }
 
-TEST_CASE("engine: start twice is an error; restart after stop works", "[engine]") {
+TEST_CASE("engine: start twice is an error, restart after stop works", "[engine]") {
   Engine engine(make_memory_store(), {.queues = {{"default", 1}}});
   REQUIRE(engine.register_handler("k", [](JobContext&) {}));
   REQUIRE(engine.start());
@@ -317,7 +317,7 @@ TEST_CASE("engine: every subscriber hears each event once", "[engine]") {
   CHECK(second.all().size() == 150);
 }
 
-TEST_CASE("engine: wait_for times out; on_finished fires once, before or after the end", "[engine]") {
+TEST_CASE("engine: wait_for times out, on_finished fires once, before or after the end", "[engine]") {
   Engine engine(make_memory_store(), {.queues = {{"default", 1}}});
   std::atomic<bool> go{false};
   REQUIRE(engine.register_handler("gate", [&](JobContext&) {

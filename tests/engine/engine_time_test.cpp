@@ -179,7 +179,7 @@ TEST_CASE("time: heartbeats keep a long job's lease alive and write its progress
   CHECK(log.count(EventType::rescued) == 0);
 }
 
-TEST_CASE("time: the reaper rescues a crashed worker's job; the stale worker is fenced off", "[engine][time]") {
+TEST_CASE("time: the reaper rescues a crashed worker's job, the stale worker is fenced off", "[engine][time]") {
   auto clock = std::make_shared<ManualClock>();
   auto store = make_memory_store(clock);
   // A worker in another process claims the job, then dies without a word.

@@ -20,7 +20,7 @@ TEST_CASE("retry: without jitter the delay doubles from base up to the cap", "[r
   CHECK(p.delay_after(50, 0.5) == Duration(60s));
 }
 
-TEST_CASE("retry: full jitter stays within [0, ceiling]", "[retry]") {
+TEST_CASE("retry: full jitter stays within 0..ceiling", "[retry]") {
   RetryPolicy p{.base = 100ms, .multiplier = 3.0, .cap = 10s, .jitter = true};
   CHECK(p.delay_after(1, 0.0) == Duration::zero());
   CHECK(p.delay_after(3, 0.5) == Duration(450ms));
