@@ -2,9 +2,9 @@
 // validation of NewJob, so all backends reject the same input the same way.
 #include "porter/job.h"
 
-#include <nlohmann/json.hpp>
-
 #include "porter/store.h"
+
+#include "json_check.h"
 
 namespace porter {
 
@@ -67,8 +67,8 @@ Status validate(const NewJob& job) {
                       "args are " + std::to_string(job.args.size()) + " bytes; the limit is " +
                           std::to_string(kMaxArgsBytes));
   }
-  if (!nlohmann::json::accept(job.args)) {
-    return make_error(ErrorCode::invalid_argument, "args are not valid JSON");
+  if (const auto json = detail::check_json(job.args); !json.ok()) {
+    return make_error(ErrorCode::invalid_argument, "args are not valid JSON: " + detail::describe_json_fault(job.args, json));
   }
   if (job.priority < kMinPriority || job.priority > kMaxPriority) {
     return make_error(ErrorCode::invalid_argument, "priority " + std::to_string(job.priority) + " is outside " +
