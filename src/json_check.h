@@ -8,12 +8,14 @@
 // It accepts exactly what nlohmann::json::accept (3.11) accepts, so args that
 // pass here parse in handlers that use nlohmann, with three deliberate
 // differences, all rejections:
-//   - a leading UTF-8 byte order mark is rejected (RFC 8259 section 8.1: senders
-//     MUST NOT add one; nlohmann skips it),
-//   - nesting deeper than kMaxJsonDepth arrays/objects is rejected (nlohmann
-//     has no limit), so no consumer's recursive parser can be sent too deep,
-// and, like nlohmann, numbers whose value overflows a double are rejected
-// (RFC 8259 section 9 lets a parser limit the range of numbers).
+//   - a leading UTF-8 byte order mark (RFC 8259 section 8.1: senders MUST NOT
+//     add one; nlohmann skips it),
+//   - a NUL byte outside a string (nlohmann takes it as the end of the input
+//     and ignores the rest, so it accepts "{}\0garbage"),
+//   - nesting deeper than kMaxJsonDepth arrays/objects (nlohmann has no limit),
+//     so no consumer's recursive parser can be sent too deep.
+// Like nlohmann, numbers whose value overflows a double are rejected (RFC 8259
+// section 9 lets a parser limit the range of numbers).
 // Lone UTF-16 surrogates in \u escapes, surrogates encoded in UTF-8, overlong
 // UTF-8 and code points above U+10FFFF are rejected, as nlohmann does.
 #pragma once
