@@ -314,6 +314,51 @@ TEST_CASE("hostile names and arguments round-trip or are rejected whole", "[sqli
   }
 }
 
+TEST_CASE("a big mixed batch keeps every job's fields, its order and its unique checks", "[sqlite]") {
+  // Plain jobs are written in multi-row chunks (128, 16, 4, 1 rows); jobs with
+  // a unique key or dependencies one by one, in order, in between.
+  TempDir dir;
+  auto store = open_ok(dir.file("jobs.db"));
+  auto dep = insert_one(*store, job("dep"));
+  std::vector<porter::NewJob> batch;
+  for (int i = 0; i < 301; ++i) {
+    auto j = job(i % 3 ? "plain" : "other", i % 2 ? "q1" : "q2");
+    j.args = "{\"n\":" + std::to_string(i) + "}";
+    j.priority = i % 7 - 3;
+    j.max_attempts = i % 4;
+    j.owner = "owner" + std::to_string(i % 5);
+    j.description = "d" + std::to_string(i);
+    j.delay = std::chrono::seconds(i % 2);
+    if (i == 150 || i == 201) j.unique_key = "u";  // same kind: the second one matches the first
+    if (i == 170) j.depends_on = {dep};
+    batch.push_back(j);
+  }
+  auto r = store->insert(batch);
+  REQUIRE(r.has_value());
+  REQUIRE(r->size() == batch.size());
+  CHECK((*r)[201].duplicate);
+  CHECK((*r)[201].id == (*r)[150].id);
+  porter::JobId prev = dep;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    INFO("job " << i);
+    if (i == 201) continue;
+    CHECK_FALSE((*r)[i].duplicate);
+    CHECK((*r)[i].id > prev);  // ids grow in batch order
+    prev = (*r)[i].id;
+    auto got = store->get((*r)[i].id);
+    REQUIRE(got.has_value());
+    CHECK(got->kind == batch[i].kind);
+    CHECK(got->queue == batch[i].queue);
+    CHECK(got->args == batch[i].args);
+    CHECK(got->priority == batch[i].priority);
+    CHECK(got->max_attempts == (batch[i].max_attempts > 0 ? batch[i].max_attempts : porter::kDefaultMaxAttempts));
+    CHECK(got->owner == batch[i].owner);
+    CHECK(got->description == batch[i].description);
+    CHECK(got->run_at - got->created_at == *batch[i].delay);
+    CHECK(got->state == (i == 170 ? JobState::waiting : JobState::pending));
+  }
+}
+
 TEST_CASE("jobs, leases and errors written by another process survive reopening", "[sqlite]") {
   TempDir dir;
   auto path = dir.file("jobs.db");
