@@ -5,7 +5,10 @@
 // keeps the claim O(log n) and small however many finished jobs are kept;
 // the reaper scans running jobs by lease expiry; parents find children by
 // parent_id; prune and stats look at finished_at; unique keys are looked up
-// by (kind, unique_key) with the scope decided in the query.
+// by (kind, unique_key) with the scope decided in the query. Version 2 adds
+// jobs_next_run: next_run_at asks for a queue's earliest pending run_at,
+// which the claim index (ordered by priority first) can only answer by
+// scanning every pending job of the queue; with it the answer is one seek.
 #include "sqlite/schema.h"
 
 #include <string>
@@ -100,6 +103,12 @@ PRAGMA application_id = 1347375700;
 PRAGMA user_version = 1;
 )sql";
 
+constexpr const char* kMigrateV1ToV2 = R"sql(
+CREATE INDEX jobs_next_run ON jobs(queue, run_at) WHERE state = 0;
+UPDATE porter_meta SET value = '2' WHERE key = 'schema_version';
+PRAGMA user_version = 2;
+)sql";
+
 static_assert(kPorterApplicationId == 1347375700, "kSchemaV1 spells the application id in decimal");
 
 std::int64_t pragma_int(Db& db, const char* sql) {
@@ -159,7 +168,8 @@ Status migrate(Db& db) {
     return make_error(ErrorCode::unsupported, "the database was upgraded by a newer Porter while opening");
   }
   if (version == 0) db.exec(kSchemaV1);
-  // Future versions: `if (version < 2) db.exec(kMigrateV1ToV2);` and so on, each bumping user_version.
+  if (version < 2) db.exec(kMigrateV1ToV2);
+  // Future versions: `if (version < 3) db.exec(kMigrateV2ToV3);` and so on, each bumping user_version.
   return {};
 }
 

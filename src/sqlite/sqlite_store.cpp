@@ -858,10 +858,12 @@ Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
     {
       // One statement picks the head of the queue from the partial index and
       // leases it; BEGIN IMMEDIATE makes the pick and the update one step.
+      // INDEXED BY: the planner would otherwise take jobs_next_run for the
+      // run_at range and sort the whole queue for the priority order.
       auto q = db_->query(
           "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
           "lease_expires = ?2, started_at = ?3 "
-          "WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
+          "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
           "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS);
       q.bind(0, request.worker).bind(1, us(now_ + request.lease_for)).bind(2, us(now_));
       q.bind(3, request.queue).bind(4, request.limit);
@@ -1038,7 +1040,8 @@ Result<std::vector<JobId>> SqliteStore::rescue_expired() {
 
 Result<std::optional<TimePoint>> SqliteStore::next_run_at(std::string_view queue) {
   return transact(TxKind::read, "next_run_at", [&]() -> Result<std::optional<TimePoint>> {
-    auto q = db_->query("SELECT min(run_at) FROM jobs WHERE state = 0 AND queue = ?");
+    // One seek in jobs_next_run (queue, run_at) WHERE state = 0.
+    auto q = db_->query("SELECT run_at FROM jobs WHERE state = 0 AND queue = ? ORDER BY run_at LIMIT 1");
     q.bind(0, queue);
     if (q.step() && !q.is_null(0)) return std::optional<TimePoint>(tp(q.i64(0)));
     return std::optional<TimePoint>();
