@@ -11,7 +11,7 @@
 #include <string>
 #include <system_error>
 
-#if PORTER_BENCH_HAVE_SQLITE
+#if PORTER_WITH_SQLITE
 #include "porter/sqlite_store.h"
 #endif
 
@@ -31,29 +31,28 @@ TempDir::~TempDir() {
 
 std::vector<std::string> available_stores() {
   std::vector<std::string> names;
-#if PORTER_BENCH_HAVE_MEMORY_STORE
   names.emplace_back("memory");
-#endif
-#if PORTER_BENCH_HAVE_SQLITE
+#if PORTER_WITH_SQLITE
   names.emplace_back("sqlite");
+  names.emplace_back("sqlite-normal");
 #endif
   return names;
 }
 
-Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::string& dir, bool durable) {
-#if PORTER_BENCH_HAVE_MEMORY_STORE
+Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::string& dir) {
   if (name == "memory") return make_memory_store();
-#endif
-#if PORTER_BENCH_HAVE_SQLITE
-  if (name == "sqlite") {
+#if PORTER_WITH_SQLITE
+  if (name == "sqlite" || name == "sqlite-normal") {
     // A fresh file per call, so every measurement starts from an empty database.
+    // "sqlite" is the durable default (power_loss: synchronous=FULL); "sqlite-normal"
+    // trades the last commits on power loss for speed (process_crash: synchronous=NORMAL).
     static std::atomic<int> counter{0};
     const std::string path = dir + "/bench-" + std::to_string(counter.fetch_add(1)) + ".db";
-    return open_sqlite_store(path, {.durability = durable ? Durability::power_loss : Durability::process_crash});
+    return open_sqlite_store(path, {.durability = name == "sqlite" ? Durability::power_loss
+                                                                   : Durability::process_crash});
   }
 #endif
   (void)dir;
-  (void)durable;
   return make_error(ErrorCode::unsupported, "store '" + std::string(name) + "' is not built into this binary");
 }
 

@@ -33,12 +33,12 @@ class TempDir {
   std::string path_;
 };
 
-// Stores the benchmarks know: "memory", and "sqlite" when built with it.
+// Stores the benchmarks know: "memory"; when built with SQLite, "sqlite" (the
+// durable default, Durability::power_loss) and "sqlite-normal" (process_crash).
 std::vector<std::string> available_stores();
 
-// A fresh, empty store of that kind. SQLite gets a new file in `dir` with
-// process_crash durability (synchronous=NORMAL), or power_loss when `durable`.
-Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::string& dir, bool durable = false);
+// A fresh, empty store of that kind; SQLite gets a new file in `dir`.
+Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::string& dir);
 
 // The benchmarks' job kind and a small JSON argument, like a real "send mail" job.
 inline constexpr std::string_view kNoopKind = "noop";

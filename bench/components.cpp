@@ -90,7 +90,7 @@ void insert_batch(benchmark::State& state, const std::string& store_name) {
 void claim(benchmark::State& state, const std::string& store_name) {
   auto store = fresh_store(store_name);
   const auto limit = static_cast<int>(state.range(0));
-  Refiller refill(*store, store_name == "sqlite" ? 20'000 : 100'000);
+  Refiller refill(*store, store_name.starts_with("sqlite") ? 20'000 : 100'000);
   std::int64_t claimed = 0;
   for (auto _ : state) {
     refill.ensure(state, limit);
@@ -108,7 +108,7 @@ void claim(benchmark::State& state, const std::string& store_name) {
 void finish(benchmark::State& state, const std::string& store_name) {
   auto store = fresh_store(store_name);
   const auto limit = static_cast<int>(state.range(0));
-  Refiller refill(*store, store_name == "sqlite" ? 20'000 : 100'000);
+  Refiller refill(*store, store_name.starts_with("sqlite") ? 20'000 : 100'000);
   std::int64_t finished = 0;
   for (auto _ : state) {
     refill.ensure(state, limit);
@@ -127,7 +127,7 @@ void finish(benchmark::State& state, const std::string& store_name) {
 void claim_finish(benchmark::State& state, const std::string& store_name) {
   auto store = fresh_store(store_name);
   const auto limit = static_cast<int>(state.range(0));
-  Refiller refill(*store, store_name == "sqlite" ? 20'000 : 100'000);
+  Refiller refill(*store, store_name.starts_with("sqlite") ? 20'000 : 100'000);
   std::int64_t done = 0;
   for (auto _ : state) {
     refill.ensure(state, limit);
@@ -160,7 +160,6 @@ void priority_claim(benchmark::State& state, const std::string& store_name) {
   state.SetItemsProcessed(done);
 }
 
-#if PORTER_BENCH_HAVE_RETRY
 void retry_delay(benchmark::State& state) {
   RetryPolicy policy;
   int attempt = 1;
@@ -172,11 +171,10 @@ void retry_delay(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-#endif
 
 void register_all() {
   for (const auto& name : available_stores()) {
-    const bool sqlite = name == "sqlite";
+    const bool sqlite = name.starts_with("sqlite");
     benchmark::RegisterBenchmark((name + "/insert_one").c_str(), insert_one, name);
     benchmark::RegisterBenchmark((name + "/insert_batch").c_str(), insert_batch, name)->Arg(10)->Arg(100)->Arg(1000);
     benchmark::RegisterBenchmark((name + "/claim").c_str(), claim, name)->Arg(1)->Arg(16)->Arg(64)->Arg(256);
@@ -186,9 +184,7 @@ void register_all() {
     prio->Arg(1000)->Arg(100'000);
     if (!sqlite) prio->Arg(1'000'000);
   }
-#if PORTER_BENCH_HAVE_RETRY
   benchmark::RegisterBenchmark("retry/delay_after", retry_delay);
-#endif
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // minimal mutex + condition-variable thread pool in the same run, so every
 // Porter figure comes with a ratio to that baseline measured side by side.
 //
-//   porter_bench [--store memory,sqlite] [--jobs N] [--repeat K] [--json FILE]
+//   porter_bench [--store memory,sqlite,sqlite-normal] [--jobs N] [--repeat K] [--json FILE]
 //                [--workloads W1,W2,W3,W4,W5,MEM] [--workers 1,2,8] [--smoke]
 //
 // Workloads (see bench/RESULTS.md for what each measures and the targets):
@@ -43,9 +43,7 @@
 #include "baseline_pool.h"
 #include "bench_support.h"
 #include "porter/store.h"
-#if PORTER_BENCH_HAVE_ENGINE
 #include "porter/engine.h"
-#endif
 
 namespace porter::bench {
 namespace {
@@ -100,7 +98,7 @@ std::int64_t parse_int(std::string_view flag, std::string_view text) {
 }
 
 constexpr std::string_view kUsage =
-    "usage: porter_bench [--store memory,sqlite] [--jobs N] [--repeat K] [--json FILE]\n"
+    "usage: porter_bench [--store memory,sqlite,sqlite-normal] [--jobs N] [--repeat K] [--json FILE]\n"
     "                    [--workloads W1,W2,W3,W4,W5,MEM] [--workers 8,1,2] [--batch B]\n"
     "                    [--latency-samples S] [--mixed-seconds T] [--mixed-work-us U]\n"
     "                    [--scale 10000,100000,1000000] [--sqlite-scale-max M] [--smoke]\n";
@@ -339,7 +337,7 @@ class Harness {
 
  private:
   bool wants(const std::string& w) const { return o_.workloads.contains(w); }
-  bool sqlite() const { return store_name_ == "sqlite"; }
+  bool sqlite() const { return store_name_.starts_with("sqlite"); }
   std::shared_ptr<Store> fresh_store() { return must(open_store(store_name_, dir_.path()), "open " + store_name_); }
 
   Row& add(std::string workload, std::string variant, std::string metric, std::string unit) {
@@ -380,10 +378,8 @@ class Harness {
     const std::string batch = "batch " + std::to_string(o_.batch);
     Row& store_one = add("W1", "store.insert one", "throughput", "jobs/s");
     Row& store_batch = add("W1", "store.insert " + batch, "throughput", "jobs/s");
-#if PORTER_BENCH_HAVE_ENGINE
     Row& engine_one = add("W1", "engine.enqueue one", "throughput", "jobs/s");
     Row& engine_batch = add("W1", "engine.enqueue_batch " + batch.substr(6), "throughput", "jobs/s");
-#endif
     for (int r = 0; r < o_.repeat; ++r) {
       const double base_one = baseline_enqueue(n_one, 1);
       const double base_batch = baseline_enqueue(n, o_.batch);
@@ -409,7 +405,6 @@ class Harness {
         store_batch.samples.push_back(static_cast<double>(n) / seconds_between(t0, now_ns()));
         store_batch.baseline.push_back(base_batch);
       }
-#if PORTER_BENCH_HAVE_ENGINE
       {
         Engine engine(fresh_store(), {.queues = {{"default", 1}}});
         must(engine.register_handler(std::string(kNoopKind), [](JobContext&) {}), "register");
@@ -430,23 +425,18 @@ class Harness {
         engine_batch.samples.push_back(static_cast<double>(n) / seconds_between(t0, now_ns()));
         engine_batch.baseline.push_back(base_batch);
       }
-#endif
     }
     if (n_one < n) {
       store_one.note = human(static_cast<double>(n_one)) + " jobs (--jobs capped for one commit per job)";
-#if PORTER_BENCH_HAVE_ENGINE
       engine_one.note = store_one.note;
-#endif
     }
     const Target batch_target{sqlite() ? 200'000.0 : 2'000'000.0, true};
     store_batch.target = batch_target;
     print_row(store_one);
     print_row(store_batch);
-#if PORTER_BENCH_HAVE_ENGINE
     engine_batch.target = batch_target;
     print_row(engine_one);
     print_row(engine_batch);
-#endif
   }
 
   // The pool's enqueue: building the closure (with the same small args) and queueing it.
@@ -470,7 +460,6 @@ class Harness {
 
   // --- W2 ------------------------------------------------------------------
   void w2_drain() {
-#if PORTER_BENCH_HAVE_ENGINE
     for (const int workers : o_.workers) {
       Row& row = add("W2", "drain C=" + std::to_string(workers), "throughput", "jobs/s");
       claim_batch_.clear();
@@ -484,14 +473,10 @@ class Harness {
       row.target = Target{sqlite() ? 50'000.0 : 1'000'000.0, true};
       print_row(row);
     }
-#else
-    skip("W2", "the engine is not built yet");
-#endif
   }
 
   std::int64_t drain_jobs() const { return sqlite() ? std::min(o_.jobs, o_.sqlite_drain_max) : o_.jobs; }
 
-#if PORTER_BENCH_HAVE_ENGINE
 
   double porter_drain(int workers) {
     const std::int64_t n = drain_jobs();
@@ -529,7 +514,6 @@ class Harness {
   }
   // Jobs per store call in the last W2 runs: how well the engine batches.
   std::vector<double> claim_batch_, finish_batch_;
-#endif
 
   double baseline_drain(int workers) const {
     const std::int64_t n = drain_jobs();
@@ -546,7 +530,6 @@ class Harness {
 
   // --- W3 ------------------------------------------------------------------
   void w3_latency() {
-#if PORTER_BENCH_HAVE_ENGINE
     const int workers = o_.workers.front();
     const std::string variant = "C=" + std::to_string(workers) + ", every " +
                                 std::to_string(o_.latency_interval.count()) + "us";
@@ -565,12 +548,8 @@ class Harness {
     print_row(p50);
     print_row(p99);
     print_row(max);
-#else
-    skip("W3", "the engine is not built yet");
-#endif
   }
 
-#if PORTER_BENCH_HAVE_ENGINE
   // Enqueue-to-handler-start latencies in microseconds; the enqueue time travels in the args.
   std::vector<double> porter_latency(int workers) {
     const int n = o_.latency_samples;
@@ -597,7 +576,6 @@ class Harness {
     engine.stop();
     return latency;
   }
-#endif
 
   std::vector<double> baseline_latency(int workers) const {
     const int n = o_.latency_samples;
@@ -635,7 +613,6 @@ class Harness {
   static constexpr int kProducerBatch = 100;
 
   void w4_mixed() {
-#if PORTER_BENCH_HAVE_ENGINE
     const int workers = std::max(3, o_.workers.front());
     const std::string variant = "3 queues, C=" + std::to_string(workers) + ", " +
                                 std::to_string(o_.mixed_duration.count() / 1000.0).substr(0, 3) + "s, " +
@@ -657,9 +634,6 @@ class Harness {
     print_row(rate);
     print_row(p50);
     print_row(p99);
-#else
-    skip("W4", "the engine is not built yet");
-#endif
   }
 
   // Drives producers and a prober for the duration; `submit(batch)` and
@@ -723,7 +697,6 @@ class Harness {
     return result;
   }
 
-#if PORTER_BENCH_HAVE_ENGINE
   MixedResult porter_mixed(int workers) {
     std::atomic<std::int64_t> completed{0};
     std::mutex probe_mutex;
@@ -755,7 +728,6 @@ class Harness {
     engine.stop();
     return result;
   }
-#endif
 
   MixedResult baseline_mixed(int workers) const {
     std::atomic<std::int64_t> completed{0};
