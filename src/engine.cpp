@@ -3,9 +3,13 @@
 // Per start() the engine builds:
 //   - one worker pool per queue (QueueRuntime::workers), fed from that queue's
 //     own hand-off deque, so a flood in one queue never takes another's threads;
-//   - a claimer that leases batches sized to each queue's free slots, woken by
-//     the store's `available` events, by freed slots, by a poll timer (work from
-//     other processes) and by the earliest scheduled run_at;
+//   - a claimer that keeps each queue's workers busy and, while the queue has
+//     a backlog, a buffer of up to `prefetch` claimed jobs waiting for a
+//     worker, claiming in batches: it is woken by the store's `available`
+//     events, by a queue whose room to claim has grown to `refill_at` (half
+//     the prefetch: one wake-up and one store call per batch, not per job),
+//     by a poll timer (work from other processes) and by the earliest
+//     scheduled run_at;
 //   - a heartbeater extending every held lease in one call, which also writes
 //     buffered progress and item errors and flags lost or cancelled leases;
 //   - a reaper (Store::rescue_expired), a cron scheduler, and a completer that
@@ -18,10 +22,14 @@
 //   kinds_mu_   kinds_, schedules_
 //   subs_mu_    subscribers_, next_subscriber_
 //   claim_mu_   queues_ (the vector and each QueueRuntime's claim fields)
-//   q.mu        q.ready (per queue)
+//   q.mu        q.ready, q.idle, q.stopping (per queue)
+//   (atomics)   q.held, executing_, draining_: read and written lock-free on
+//               the hot path; a waiter re-checks them under its mutex and a
+//               writer that must wake it takes that mutex to notify
 //   runs_mu_    runs_
 //   done_mu_    done_
-//   exec_mu_    executing_
+//   exec_mu_    nothing but exec_cv_'s waits (executing_ is atomic)
+//   stopper_mu_ stopper_, stop_pending_
 //   watch_mu_   waiters_, callbacks_, fired_
 //   lifecycle_mu_ serialises start() and stop()
 // Order when nested: claim_mu_ is never held while taking another engine lock.
@@ -114,20 +122,54 @@ struct Run {
 };
 
 struct QueueRuntime {
-  QueueOptions options;
+  QueueRuntime(QueueOptions o, int prefetch, int claim_batch)
+      : options(std::move(o)),
+        limit(options.concurrency + prefetch),
+        refill_at(std::max(1, std::min(claim_batch, (prefetch + 1) / 2))) {}
 
-  std::mutex mu;  // guards ready
-  std::condition_variable_any cv;
-  std::deque<std::shared_ptr<Run>> ready;  // claimed, waiting for a worker
+  const QueueOptions options;
+  // The most jobs held at once: every worker busy plus `prefetch` waiting.
+  const int limit;
+  // Claim once this much room is free. Half the prefetch: the buffer still
+  // holds the other half while the store call runs, so workers never wait
+  // for the claimer, and each claim carries at least this many jobs.
+  const int refill_at;
+
+  std::mutex mu;  // guards ready, idle, stopping
+  std::condition_variable cv;
+  std::deque<std::shared_ptr<Run>> ready;  // claimed, waiting for a worker (the prefetch buffer)
+  int idle = 0;           // workers waiting on cv: hand_off wakes at most one per job
+  bool stopping = false;  // set by stop(): workers leave once ready is empty
+
+  // Claimed and not yet handled (ready + running), plus a claim's reservation
+  // while it runs. The claimer adds, workers subtract; claim_mu_ is taken
+  // only to wake the claimer when the room crosses refill_at.
+  std::atomic<int> held{0};
 
   // Guarded by Engine::Impl::claim_mu_.
-  int inflight = 0;      // claimed and not yet handled (ready + running), plus a claim in progress
+  // Prefetch only while the queue has a backlog (the last claim was full and
+  // more jobs were due): a queue that keeps up claims for free workers only,
+  // so a trickle of jobs is never held behind a busy worker, and a job
+  // enqueued with a higher priority overtakes the ones queued before it.
+  bool backlog = false;
+  // How many jobs to claim now (<= 0: none): up to the free workers, or with
+  // a backlog up to the prefetch, once refill_at of it is free.
+  int claimable_room() const noexcept {
+    const int h = held.load();
+    if (!backlog) return options.concurrency - h;
+    const int room = limit - h;
+    return room >= refill_at ? room : 0;
+  }
   bool wanted = true;    // the store may have runnable jobs for this queue
   std::uint64_t signals = 0;  // bumped by every wake-up, so a claim racing one does not lose it
   std::optional<TimePoint> next_due;  // earliest scheduled run_at seen, or the next retry after an error
 
   std::vector<std::jthread> workers;  // started and joined by start()/stop()
 };
+
+// The engine whose thread this is (worker, claimer, completer, ...), so that
+// stop() called from one of them does not join itself.
+thread_local const void* t_engine_thread = nullptr;
 
 struct KindEntry {
   Handler handler;
@@ -163,6 +205,12 @@ struct EngineCore {
 
   ~EngineCore() {
     stop();
+    std::thread stopper;
+    {
+      std::lock_guard lock(stopper_mu_);
+      stopper.swap(stopper_);
+    }
+    if (stopper.joinable()) stopper.join();  // a stop requested from a handler: it has nothing left to do
     store_->remove_listener(listener_id_);
     {
       std::lock_guard lock(gate_->mu);
@@ -190,9 +238,13 @@ struct EngineCore {
 
   // The engine's part of enqueueing: the kind must be known here (unless the
   // options allow otherwise) and max_attempts defaults to the kind's policy.
-  Status prepare(NewJob& job) const {
-    auto entry = find_kind(job.kind);
-    if (!entry && !options_.accept_unregistered_kinds) {
+  // Everything else about the job is the store's to check (it is the
+  // authority, for other processes too), so a job is validated once.
+  Status prepare(NewJob& job) const { return prepare(job, find_kind(job.kind)); }
+
+  Status prepare(NewJob& job, const std::shared_ptr<const KindEntry>& entry) const {
+    // An empty kind is the store's to refuse, with its own message.
+    if (!entry && !options_.accept_unregistered_kinds && !job.kind.empty()) {
       return make_error(ErrorCode::invalid_argument,
                         "no handler is registered for kind '" + job.kind +
                             "' (register it, or set EngineOptions::accept_unregistered_kinds "
@@ -203,11 +255,15 @@ struct EngineCore {
   }
 
   Status prepare_all(std::vector<NewJob>& jobs) const {
+    // Batches are mostly of one kind: look it up once per run of equal kinds.
+    const std::string* last_kind = nullptr;
+    std::shared_ptr<const KindEntry> entry;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-      if (auto s = validate(jobs[i]); !s) {
-        return make_error(s.error().code(), "job " + std::to_string(i) + ": " + s.error().message());
+      if (last_kind == nullptr || *last_kind != jobs[i].kind) {
+        entry = find_kind(jobs[i].kind);
+        last_kind = &jobs[i].kind;
       }
-      if (auto s = prepare(jobs[i]); !s) {
+      if (auto s = prepare(jobs[i], entry); !s) {
         return make_error(s.error().code(), "job " + std::to_string(i) + ": " + s.error().message());
       }
     }
@@ -312,6 +368,7 @@ struct EngineCore {
     if (options_.poll_every <= Duration::zero()) return bad("poll_every must be positive");
     if (options_.shutdown_grace < Duration::zero()) return bad("shutdown_grace must not be negative");
     if (options_.claim_batch < 1) return bad("claim_batch must be >= 1");
+    if (options_.prefetch < 0) return bad("prefetch must not be negative (0 claims only for free workers)");
     if (options_.worker_id.size() > kMaxOwnerBytes) return bad("worker_id is too long");
     return {};
   }
@@ -325,33 +382,54 @@ struct EngineCore {
       std::lock_guard lock(claim_mu_);
       queues_.clear();
       for (const auto& qo : options_.queues) {
-        auto q = std::make_unique<QueueRuntime>();
-        q->options = qo;
-        queues_.push_back(std::move(q));
+        queues_.push_back(std::make_unique<QueueRuntime>(qo, options_.prefetch, options_.claim_batch));
       }
     }
+    {
+      // Handlers cannot change while running: workers read this copy without a lock.
+      std::shared_lock lock(kinds_mu_);
+      run_kinds_ = kinds_;
+    }
+    draining_.store(false);
     // queues_ is not resized again until stop(), so the pointers stay valid.
     for (auto& q : queues_) {
       QueueRuntime* qp = q.get();
       for (int i = 0; i < qp->options.concurrency; ++i) {
-        qp->workers.emplace_back([this, qp](std::stop_token st) { worker_loop(st, *qp); });
+        qp->workers.emplace_back([this, qp] { worker_loop(*qp); });
       }
     }
     // Periodic threads count from now, not from whenever the thread gets to
     // run, so a test that moves a ManualClock right after start() is not racing them.
     const TimePoint started = now();
-    completer_ = std::jthread([this](std::stop_token st) { completer_loop(st); });
-    heartbeater_ = std::jthread([this, started](std::stop_token st) { heartbeat_loop(st, started); });
+    completer_ = std::jthread([this](std::stop_token st) {
+      t_engine_thread = this;
+      completer_loop(st);
+    });
+    heartbeater_ = std::jthread([this, started](std::stop_token st) {
+      t_engine_thread = this;
+      heartbeat_loop(st, started);
+    });
     if (options_.reaper_every > Duration::zero()) {
-      reaper_ = std::jthread([this, started](std::stop_token st) { reaper_loop(st, started); });
+      reaper_ = std::jthread([this, started](std::stop_token st) {
+        t_engine_thread = this;
+        reaper_loop(st, started);
+      });
     }
     bool has_schedules = false;
     {
       std::shared_lock lock(kinds_mu_);
       has_schedules = !schedules_.empty();
     }
-    if (has_schedules) scheduler_ = std::jthread([this, started](std::stop_token st) { scheduler_loop(st, started); });
-    claimer_ = std::jthread([this, started](std::stop_token st) { claimer_loop(st, started); });
+    if (has_schedules) {
+      scheduler_ = std::jthread([this, started](std::stop_token st) {
+        t_engine_thread = this;
+        scheduler_loop(st, started);
+      });
+    }
+    claimer_ = std::jthread([this, started](std::stop_token st) {
+      t_engine_thread = this;
+      claimer_loop(st, started);
+    });
     running_.store(true);
     return {};
   }
@@ -363,6 +441,12 @@ struct EngineCore {
   }
 
   void stop() {
+    if (t_engine_thread == this) {
+      // A handler or listener on one of our threads: stopping here would join
+      // this very thread. Stop from a helper thread once the caller returns.
+      stop_in_background();
+      return;
+    }
     std::lock_guard life(lifecycle_mu_);
     if (!running_.load()) return;
 
@@ -379,8 +463,8 @@ struct EngineCore {
       {
         std::lock_guard lock(q->mu);
         unstarted.swap(q->ready);
+        q->stopping = true;
       }
-      for (auto& w : q->workers) w.request_stop();
       q->cv.notify_all();
       for (auto& run : unstarted) {
         push_done(Done{run, Outcome{.lease = run->job.lease_ref(), .kind = OutcomeKind::release}, Duration::zero()});
@@ -388,20 +472,17 @@ struct EngineCore {
     }
 
     // 3. Running handlers get shutdown_grace, then their stop_token fires.
+    draining_.store(true);  // from now on the last handler to end notifies exec_cv_
     {
       const TimePoint deadline = now() + options_.shutdown_grace;
       std::unique_lock lock(exec_mu_);
-      while (executing_ > 0) {
+      while (executing_.load() > 0) {
         const TimePoint t = now();
         if (t >= deadline) break;
-        exec_cv_.wait_for(lock, clock().real_wait(deadline - t), [&] { return executing_ == 0; });
+        exec_cv_.wait_for(lock, clock().real_wait(deadline - t), [&] { return executing_.load() == 0; });
       }
     }
-    bool past_grace = false;
-    {
-      std::lock_guard lock(exec_mu_);
-      past_grace = executing_ > 0;
-    }
+    const bool past_grace = executing_.load() > 0;
     if (past_grace) {
       std::lock_guard lock(runs_mu_);
       for (auto& [id, run] : runs_) run->cancel(true);
@@ -424,6 +505,20 @@ struct EngineCore {
       queues_.clear();
     }
     running_.store(false);
+  }
+
+  void stop_in_background() {
+    std::lock_guard lock(stopper_mu_);
+    if (stop_pending_) return;
+    stop_pending_ = true;
+    // A previous background stop cleared stop_pending_ as its last step: its
+    // thread is finishing, and joining it here is short.
+    if (stopper_.joinable()) stopper_.join();
+    stopper_ = std::thread([this] {
+      stop();
+      std::lock_guard done(stopper_mu_);
+      stop_pending_ = false;
+    });
   }
 
   // --- claimer ------------------------------------------------------------------
@@ -450,18 +545,25 @@ struct EngineCore {
       for (auto& qp : queues_) {
         QueueRuntime& q = *qp;
         if (!q.wanted || st.stop_requested()) continue;
-        const int free_slots = q.options.concurrency - q.inflight;
-        if (free_slots <= 0) continue;  // a finishing worker wakes us
-        const int n = std::min(free_slots, options_.claim_batch);
+        const int n = std::min(q.claimable_room(), options_.claim_batch);
+        if (n <= 0) continue;  // a worker freeing enough room wakes us
         const std::uint64_t seen = q.signals;
-        q.inflight += n;  // reserve the slots while the store call runs
+        const bool backlog = q.backlog;
+        q.held.fetch_add(n);  // reserve the room while the store call runs
         lock.unlock();
         auto claimed = store_->claim(ClaimRequest{
             .queue = q.options.name, .worker = options_.worker_id, .limit = n, .lease_for = options_.lease_for});
         const int got = claimed ? static_cast<int>(claimed->size()) : 0;
         if (got > 0) hand_off(q, std::move(*claimed));
+        // A full claim for free workers: prefetch from now on if more is due.
+        bool more_due = backlog;
+        if (got == n && !backlog) {
+          auto due = store_->next_run_at(q.options.name);
+          more_due = due && *due && **due <= now();
+        }
         lock.lock();
-        q.inflight -= n - got;
+        q.held.fetch_sub(n - got);
+        q.backlog = got == n && more_due;
         if (!claimed) {
           // Store trouble: try this queue again after a poll interval, not in a spin.
           q.wanted = false;
@@ -494,7 +596,7 @@ struct EngineCore {
 
       const auto claimable = [&] {
         return std::any_of(queues_.begin(), queues_.end(),
-                           [](const auto& q) { return q->wanted && q->inflight < q->options.concurrency; });
+                           [](const auto& q) { return q->wanted && q->claimable_room() > 0; });
       };
       if (progressed && claimable()) continue;
 
@@ -517,33 +619,43 @@ struct EngineCore {
       std::lock_guard lock(runs_mu_);
       for (auto& r : runs) runs_.emplace(r->job.id, r);
     }
+    int wake = 0;
     {
       std::lock_guard lock(q.mu);
       for (auto& r : runs) q.ready.push_back(std::move(r));
+      // One wake-up per job for idle workers; busy ones take the next job
+      // when they finish, without sleeping.
+      wake = static_cast<int>(std::min<std::size_t>(count, static_cast<std::size_t>(q.idle)));
     }
-    if (count == 1) {
-      q.cv.notify_one();
-    } else {
-      q.cv.notify_all();
-    }
+    for (int i = 0; i < wake; ++i) q.cv.notify_one();
   }
 
   // --- workers ------------------------------------------------------------------
 
-  void worker_loop(std::stop_token st, QueueRuntime& q) {
+  void worker_loop(QueueRuntime& q) {
+    t_engine_thread = this;
+    std::unique_lock lock(q.mu);
     while (true) {
-      std::shared_ptr<Run> run;
-      {
-        std::unique_lock lock(q.mu);
-        q.cv.wait(lock, st, [&] { return !q.ready.empty(); });
-        if (q.ready.empty()) return;  // stopping, nothing left to start
-        run = std::move(q.ready.front());
-        q.ready.pop_front();
+      while (q.ready.empty() && !q.stopping) {
+        ++q.idle;
+        q.cv.wait(lock);
+        --q.idle;
       }
+      if (q.ready.empty()) return;  // stopping, nothing left to start
+      std::shared_ptr<Run> run = std::move(q.ready.front());
+      q.ready.pop_front();
+      lock.unlock();
       execute(run);
-      std::lock_guard lock(claim_mu_);
-      --q.inflight;
-      if (q.wanted) claim_cv_.notify_all();
+      run.reset();
+      // Wake the claimer only when this job's slot makes the room reach
+      // refill_at (with a backlog), or frees the first worker (without):
+      // exactly one finishing worker sees each crossing.
+      const int now_held = q.held.fetch_sub(1) - 1;
+      if (q.limit - now_held == q.refill_at || q.options.concurrency - now_held == 1) {
+        std::lock_guard claim_lock(claim_mu_);
+        if (q.wanted) claim_cv_.notify_one();
+      }
+      lock.lock();
     }
   }
 
@@ -558,11 +670,15 @@ struct EngineCore {
   };
 
   void push_done(Done d) {
+    bool was_empty = false;
     {
       std::lock_guard lock(done_mu_);
+      was_empty = done_.empty();
       done_.push_back(std::move(d));
     }
-    done_cv_.notify_one();
+    // The completer takes everything queued at once: only the first outcome
+    // after it emptied the queue needs to wake it.
+    if (was_empty) done_cv_.notify_one();
   }
 
   void completer_loop(std::stop_token st) {
@@ -585,7 +701,7 @@ struct EngineCore {
   void apply(std::stop_token st, std::span<Done> batch) {
     std::vector<Outcome> outcomes;
     outcomes.reserve(batch.size());
-    for (auto& d : batch) outcomes.push_back(d.outcome);
+    for (auto& d : batch) outcomes.push_back(std::move(d.outcome));  // read back from `outcomes` below
 
     auto results = store_->finish(outcomes);
     // The store is unreachable: keep trying (the leases are still heartbeated)
@@ -622,6 +738,7 @@ struct EngineCore {
       const FinishResult& fr = (*results)[i];
       if (!fr.status) continue;  // stale lease: another worker owns the job now
       const Done& d = batch[i];
+      const Outcome& outcome = outcomes[i];
       if (fr.state == JobState::pending) requeued.insert(d.run->job.queue);
       if (!events) continue;
       std::optional<EventType> type;
@@ -631,14 +748,14 @@ struct EngineCore {
         case JobState::cancelled: type = EventType::cancelled; break;
         case JobState::waiting: type = EventType::waiting; break;
         case JobState::pending:
-          if (d.outcome.kind == OutcomeKind::retry) type = EventType::retried;
-          if (d.outcome.kind == OutcomeKind::snooze) type = EventType::snoozed;
+          if (outcome.kind == OutcomeKind::retry) type = EventType::retried;
+          if (outcome.kind == OutcomeKind::snooze) type = EventType::snoozed;
           break;
         case JobState::running: break;
       }
       if (!type) continue;
       emit(Event{.type = *type, .job = d.run->job.id, .kind = d.run->job.kind, .queue = d.run->job.queue,
-                 .attempt = d.run->job.attempt, .message = d.outcome.error, .ran_for = d.ran_for, .at = at});
+                 .attempt = d.run->job.attempt, .message = outcome.error, .ran_for = d.ran_for, .at = at});
     }
     // Retries, snoozes and hand-backs may not raise `available` (their run_at
     // is later): let the claimer look up when they are due.
@@ -909,6 +1026,10 @@ struct EngineCore {
   std::mutex lifecycle_mu_;
   std::atomic<bool> running_{false};
 
+  std::mutex stopper_mu_;
+  std::thread stopper_;        // runs a stop() requested from an engine thread; joined by the next one or ~EngineCore
+  bool stop_pending_ = false;  // stopper_ has not finished its stop() yet
+
   std::mutex claim_mu_;
   std::condition_variable_any claim_cv_;
   std::vector<std::unique_ptr<QueueRuntime>> queues_;  // guarded by claim_mu_ (resized only in start/stop)
@@ -920,9 +1041,12 @@ struct EngineCore {
   std::condition_variable_any done_cv_;
   std::vector<Done> done_;  // outcomes waiting for the completer
 
-  std::mutex exec_mu_;
-  std::condition_variable_any exec_cv_;
-  int executing_ = 0;  // handlers running now
+  std::unordered_map<std::string, std::shared_ptr<const KindEntry>> run_kinds_;  // kinds_ as of start(): read by workers unlocked
+
+  std::mutex exec_mu_;  // only for waiting on exec_cv_
+  std::condition_variable exec_cv_;
+  std::atomic<int> executing_{0};     // handlers running now
+  std::atomic<bool> draining_{false};  // stop() waits for executing_ to reach 0
 
   std::mutex watch_mu_;
   std::condition_variable_any watch_cv_;
@@ -1025,17 +1149,15 @@ Result<std::vector<InsertResult>> RunContext::spawn(std::vector<NewJob> children
 }
 
 void EngineCore::execute(const std::shared_ptr<Run>& run) {
-  {
-    std::lock_guard lock(exec_mu_);
-    ++executing_;
-  }
+  executing_.fetch_add(1);
   const Job& job = run->job;
   if (has_subscribers() && !run->cancelled.load()) {
     emit(Event{.type = EventType::started, .job = job.id, .kind = job.kind, .queue = job.queue,
                .attempt = job.attempt, .at = now()});
   }
-  auto entry = find_kind(job.kind);
-  const RetryPolicy& policy = policy_for(entry.get());
+  const auto found = run_kinds_.find(job.kind);
+  const KindEntry* entry = found == run_kinds_.end() ? nullptr : found->second.get();
+  const RetryPolicy& policy = policy_for(entry);
   const auto transient = [&](std::string message) {
     return Outcome{.lease = job.lease_ref(), .kind = OutcomeKind::retry, .error = clip_message(message),
                    .delay = policy.delay_after(job.attempt, unit_random())};
@@ -1067,11 +1189,12 @@ void EngineCore::execute(const std::shared_ptr<Run>& run) {
   }
   flush_reports(*run);
   push_done(Done{run, std::move(outcome), ran_for});
-  {
+  // seq_cst pairs with stop(): it sets draining_ and then reads executing_,
+  // so either it sees this decrement or this sees draining_ and notifies.
+  if (executing_.fetch_sub(1) == 1 && draining_.load()) {
     std::lock_guard lock(exec_mu_);
-    --executing_;
+    exec_cv_.notify_all();
   }
-  exec_cv_.notify_all();
 }
 
 }  // namespace detail

@@ -100,14 +100,17 @@ struct EngineOptions {
   Duration shutdown_grace{std::chrono::seconds(10)};   // Default: 10 s
   int claim_batch = 64;                                // most jobs leased per store call. Default: 64
   // Claimed jobs each queue may hold beyond its concurrency, waiting for a
-  // free worker (prefetch). They hold leases (heartbeated like running jobs),
-  // are handed back on stop() with the attempt not consumed, and are not
-  // started if cancelled meanwhile. A bigger buffer means bigger claim
-  // batches (fewer store transactions per job) but a job enqueued with a
-  // higher priority can wait behind up to this many, other engines cannot
-  // take them, and the admin view shows them `running` from their claim.
-  // 0 claims only for free workers. Default: 32 (half a default claim_batch
-  // refilled at a time: 16+ jobs per store call, little priority inversion)
+  // free worker (prefetch), while the queue has a backlog (its last claim
+  // was full and more jobs are due; a queue that keeps up claims for free
+  // workers only). They hold leases (heartbeated like running jobs), are
+  // handed back on stop() with the attempt not consumed, and are not started
+  // if cancelled meanwhile. The buffer is refilled when half of it is free,
+  // so a bigger one means bigger claim batches (fewer store transactions per
+  // job), but a job enqueued with a higher priority can wait behind up to
+  // this many, other engines cannot take them (nor can this engine's other
+  // workers while its workers are stuck), and the admin view shows them
+  // `running` from their claim. 0 claims only for free workers.
+  // Default: 32 (refills of 16+ jobs per store call; bounded inversion)
   int prefetch = 32;
   RetryPolicy retry;                                   // Default: see RetryPolicy
   std::string worker_id;                               // Default: "<host>:<pid>:<n>"
