@@ -65,6 +65,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "listener_set.h"
 #include "porter/store.h"
 
 namespace porter {
@@ -543,20 +544,9 @@ class MemoryStore final : public Store {
     return s;
   }
 
-  std::uint64_t add_listener(Listener listener) override {
-    std::unique_lock lock(listeners_mu_);
-    std::uint64_t id = ++last_listener_id_;
-    listeners_.emplace(id, std::move(listener));
-    listener_count_.store(listeners_.size(), std::memory_order_release);
-    return id;
-  }
+  std::uint64_t add_listener(Listener listener) override { return listeners_.add(std::move(listener)); }
+  void remove_listener(std::uint64_t id) override { listeners_.remove(id); }
 
-  void remove_listener(std::uint64_t id) override {
-    // Exclusive: waits for calls in flight, so the listener is never called after this returns.
-    std::unique_lock lock(listeners_mu_);
-    listeners_.erase(id);
-    listener_count_.store(listeners_.size(), std::memory_order_release);
-  }
 
  private:
   // One operation: holds the store lock for its lifetime, collects the
@@ -1040,17 +1030,12 @@ class MemoryStore final : public Store {
   // --- listeners ----------------------------------------------------------------
 
   void notify(const std::vector<PendingEvent>& events) {
-    if (events.empty() || listener_count_.load(std::memory_order_acquire) == 0) return;
-    std::shared_lock lock(listeners_mu_);
-    for (const PendingEvent& e : events) {
-      StoreEvent ev{e.type, *e.queue, e.job, e.state};
-      for (const auto& [id, listener] : listeners_) listener(ev);
-    }
+    listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, *e.queue, e.job, e.state}; });
   }
 
   const std::shared_ptr<Clock> clock_;
 
-  std::mutex mu_;  // guards everything below down to listeners_mu_
+  std::mutex mu_;  // guards everything below down to listeners_
   std::vector<std::unique_ptr<Chunk>> chunks_;
   JobId next_id_ = 1;
   std::map<std::string, Queue, std::less<>> queues_;  // never erased: Rec::queue and event names point here
@@ -1060,10 +1045,7 @@ class MemoryStore final : public Store {
   std::vector<FinishRecord> ring_;                      // recent finishes for stats()
   std::size_t ring_next_ = 0;
 
-  std::shared_mutex listeners_mu_;  // guards listeners_; held shared while listeners run
-  std::map<std::uint64_t, Listener> listeners_;
-  std::uint64_t last_listener_id_ = 0;
-  std::atomic<std::size_t> listener_count_{0};
+  detail::ListenerSet listeners_;  // its own lock, never held with mu_
 };
 
 }  // namespace

@@ -49,6 +49,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "listener_set.h"
 #include "porter/sqlite_store.h"
 #include "sqlite/db.h"
 #include "sqlite/schema.h"
@@ -304,9 +305,7 @@ class SqliteStore final : public Store {
   std::string path_;
   std::unique_ptr<Checkpointer> checkpointer_;  // null when the database is not in WAL mode (memory)
 
-  std::mutex listeners_mu_;  // guards listeners_ and next_listener_
-  std::map<std::uint64_t, std::shared_ptr<Listener>> listeners_;
-  std::uint64_t next_listener_ = 1;
+  detail::ListenerSet listeners_;  // its own lock, never held with mu_
 };
 
 // Several jobs of one queue made available in one transaction: one wake-up is enough.
@@ -362,30 +361,12 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
 }
 
 void SqliteStore::deliver(std::vector<PendingEvent>& events) {
-  if (events.empty()) return;
-  std::vector<std::shared_ptr<Listener>> listeners;
-  {
-    std::lock_guard lock(listeners_mu_);
-    if (listeners_.empty()) return;
-    for (auto& [id, l] : listeners_) listeners.push_back(l);
-  }
-  for (const auto& e : events) {
-    StoreEvent ev{e.type, e.queue, e.job, e.state};
-    for (const auto& l : listeners) (*l)(ev);
-  }
+  listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, e.queue, e.job, e.state}; });
 }
 
-std::uint64_t SqliteStore::add_listener(Listener listener) {
-  std::lock_guard lock(listeners_mu_);
-  auto id = next_listener_++;
-  listeners_.emplace(id, std::make_shared<Listener>(std::move(listener)));
-  return id;
-}
+std::uint64_t SqliteStore::add_listener(Listener listener) { return listeners_.add(std::move(listener)); }
 
-void SqliteStore::remove_listener(std::uint64_t id) {
-  std::lock_guard lock(listeners_mu_);
-  listeners_.erase(id);
-}
+void SqliteStore::remove_listener(std::uint64_t id) { listeners_.remove(id); }
 
 // --- helpers -----------------------------------------------------------------
 

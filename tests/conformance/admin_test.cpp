@@ -2,8 +2,12 @@
 // reads (get, list with filters and cursor pagination), stats and listeners.
 #include "conformance/conformance.h"
 
+#include <atomic>
+#include <future>
 #include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 using namespace porter;
 using namespace porter::test;
@@ -352,6 +356,42 @@ TEST_CASE("listeners hear available, finished and cancel_requested - removed one
   std::size_t before = other_calls;
   add(*store, new_job("k", "q"));
   CHECK(other_calls == before);
+}
+
+TEST_CASE("remove_listener returns only once no call to that listener is in flight", "[admin][concurrency]") {
+  PORTER_STORE_UNDER_TEST();
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> in_listener{false};
+  std::once_flag first;
+  const auto id = store->add_listener([&](const StoreEvent&) {
+    std::call_once(first, [&] {
+      in_listener = true;
+      entered.set_value();
+      released.wait();  // the producer's insert is stuck here until the test lets it go
+      in_listener = false;
+    });
+  });
+  std::thread producer([&] { add(*store, new_job("k", "q")); });
+  entered.get_future().wait();
+
+  std::atomic<bool> removed{false};
+  std::atomic<bool> call_in_flight_after_remove{false};
+  std::thread remover([&] {
+    store->remove_listener(id);
+    // The listener's call must be over by now: the engine frees what it captured here.
+    call_in_flight_after_remove = in_listener.load();
+    removed = true;
+  });
+  // A remover that does not wait would be done long before this wait ends.
+  std::this_thread::sleep_for(50ms);
+  CHECK_FALSE(removed.load());
+  release.set_value();
+  remover.join();
+  producer.join();
+  CHECK(removed.load());
+  CHECK_FALSE(call_in_flight_after_remove.load());  // checked here: Catch assertions stay on this thread
 }
 
 TEST_CASE("pruning thousands of jobs leaves a working store that never reuses ids", "[admin]") {
