@@ -66,6 +66,7 @@
 #include <unordered_set>
 
 #include "listener_set.h"
+#include "store_rules.h"
 #include "porter/store.h"
 
 namespace porter {
@@ -280,6 +281,9 @@ class MemoryStore final : public Store {
     Rec* p = live(parent);
     if (!p) return stale(parent);
     if (auto s = check_new_jobs(children); !s) return s.error();
+    std::vector<JobId> ancestors;
+    for (const Rec* a = p; a != nullptr; a = find(a->parent_id)) ancestors.push_back(a->id);
+    if (auto s = detail::check_children_do_not_depend_on_ancestors(children, ancestors); !s) return s.error();
     std::vector<InsertResult> out;
     out.reserve(children.size());
     for (const NewJob& job : children) out.push_back(insert_one(job, p->id, op));

@@ -50,6 +50,7 @@
 #include <unordered_map>
 
 #include "listener_set.h"
+#include "store_rules.h"
 #include "porter/sqlite_store.h"
 #include "sqlite/db.h"
 #include "sqlite/schema.h"
@@ -819,6 +820,14 @@ Result<std::vector<InsertResult>> SqliteStore::spawn(const LeaseRef& parent, std
   if (auto s = validate_all(children); !s) return s.error();
   return transact(TxKind::write, "spawn", [&]() -> Result<std::vector<InsertResult>> {
     if (!live(parent)) return stale(parent);
+    std::vector<JobId> ancestors{parent.id};
+    for (;;) {
+      auto q = db_->query("SELECT parent_id FROM jobs WHERE id = ? AND parent_id IS NOT NULL");
+      q.bind(0, ancestors.back());
+      if (!q.step()) break;
+      ancestors.push_back(q.i64(0));
+    }
+    if (auto s = detail::check_children_do_not_depend_on_ancestors(children, ancestors); !s) return s.error();
     return insert_all(children, parent.id);
   });
 }

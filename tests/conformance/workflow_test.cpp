@@ -68,6 +68,29 @@ TEST_CASE("spawn inserts children under the parent's lease - the parent counts t
   CHECK(get(*store, pid).children_total == 4);
 }
 
+TEST_CASE("a child may not depend on its parent or an ancestor - it would never run", "[workflow]") {
+  PORTER_STORE_UNDER_TEST();
+  JobId root = add(*store, new_job("root"));
+  Job r = claim_one(*store);
+  JobId mid = spawn_ids(*store, r, {new_job("mid", "kids")})[0];
+  Job m = claim_one(*store, "kids");
+  REQUIRE(m.id == mid);
+  for (JobId ancestor : {mid, root}) {
+    NewJob child = new_job("leaf", "kids");
+    child.depends_on = {ancestor};
+    auto bad = store->spawn(m.lease_ref(), std::vector<NewJob>{child});
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().code() == ErrorCode::invalid_argument);
+    CHECK_THAT(bad.error().message(), Catch::Contains("ancestor"));
+  }
+  CHECK(get(*store, mid).children_total == 0);
+  // A sibling is fine.
+  JobId sibling = spawn_ids(*store, r, {new_job("sibling", "kids")})[0];
+  NewJob child = new_job("leaf", "kids");
+  child.depends_on = {sibling};
+  CHECK(spawn_ids(*store, m, {child}).size() == 1);
+}
+
 TEST_CASE("a parent with 1,000 children is woken exactly once, for the callback phase", "[workflow]") {
   PORTER_STORE_UNDER_TEST();
   EventLog log(*store);
