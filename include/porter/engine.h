@@ -110,8 +110,9 @@ struct EngineOptions {
   // this many, other engines cannot take them (nor can this engine's other
   // workers while its workers are stuck), and the admin view shows them
   // `running` from their claim. 0 claims only for free workers.
-  // Default: 32 (refills of 16+ jobs per store call; bounded inversion)
-  int prefetch = 32;
+  // Default: 64, one default claim_batch: refills of 32-64 jobs per store
+  // call (what a fsync per SQLite transaction needs), yet a bounded inversion
+  int prefetch = 64;
   RetryPolicy retry;                                   // Default: see RetryPolicy
   std::string worker_id;                               // Default: "<host>:<pid>:<n>"
   bool accept_unregistered_kinds = false;              // enqueue kinds handled elsewhere. Default: false
@@ -157,8 +158,12 @@ class Engine {
 
   // invalid_argument for bad options (zero concurrency, empty queue name).
   Status start();
-  // Graceful: stop claiming, let running jobs finish within shutdown_grace,
-  // then cancel the rest and hand their leases back (attempt not consumed).
+  // Graceful: stop claiming, hand prefetched jobs back, let running jobs
+  // finish within shutdown_grace, then cancel the rest and hand their leases
+  // back (attempt not consumed). Blocks until all that is done, except when
+  // called from an engine thread (a handler, an event listener): then it only
+  // requests the stop and returns at once, the engine stops in the background
+  // once the caller returns, and running() turns false when it has.
   void stop();
   bool running() const noexcept;
 

@@ -436,3 +436,24 @@ TEST_CASE("engine: a parent spawns children, waits, and reads them in its callba
   CHECK(job->result == R"([{"echo":0}{"echo":1}{"echo":2}])");
   CHECK(job->children_total == 3);
 }
+
+TEST_CASE("engine: stop() called from a handler returns, and the engine stops after it", "[engine]") {
+  auto store = make_memory_store();
+  Engine engine(store, {.queues = {{"default", 2}}});
+  std::atomic<bool> returned{false};
+  REQUIRE(engine.register_handler("halt", [&](JobContext&) {
+    engine.stop();  // would join this very worker if it blocked
+    returned = true;
+  }));
+  REQUIRE(engine.start());
+  auto done = porter::test::enqueue_and_wait(engine, {.kind = "halt"});
+  REQUIRE(porter::test::eventually([&] { return !engine.running(); }));
+  CHECK(returned);
+  REQUIRE(done);
+  CHECK(done->state == JobState::completed);  // the handler's job ends normally, within the grace
+  engine.stop();                               // and a later stop() from outside is a no-op
+  REQUIRE(engine.start());                     // the engine can run again
+  CHECK(engine.running());
+  engine.stop();
+  CHECK_FALSE(engine.running());
+}
