@@ -111,8 +111,10 @@ struct Run {
 
   void cancel(bool for_shutdown) {
     if (for_shutdown) shutdown.store(true);
-    cancelled.store(true);
+    // The token first: a handler that sees cancelled() then finds its
+    // stop_token fired too.
     stop.request_stop();
+    cancelled.store(true);
   }
 
   std::mutex mu;  // guards progress, progress_dirty, item_errors

@@ -25,6 +25,16 @@ bool job_matches(Store& store, JobId id, const std::function<bool(const Job&)>& 
   });
 }
 
+// A job stop() handed back: pending again, its attempt not consumed, no lease.
+void check_handed_back(Store& store, JobId id) {
+  auto job = store.get(id);
+  REQUIRE(job);
+  CHECK(job->state == JobState::pending);
+  CHECK(job->attempt == 0);
+  CHECK(job->errors.empty());
+  CHECK_FALSE(job->lease.has_value());
+}
+
 }  // namespace
 
 TEST_CASE("time: retries follow the policy's backoff, then fail with every error", "[engine][time]") {
@@ -247,14 +257,7 @@ TEST_CASE("time: stop() hands a running job back after the grace period", "[engi
   stopper.join();
   CHECK(saw_stop);
   CHECK_FALSE(engine.running());
-  for (JobId j : {id->id, queued->id}) {
-    auto job = store->get(j);
-    REQUIRE(job);
-    CHECK(job->state == JobState::pending);
-    CHECK(job->attempt == 0);  // handed back: the attempt was not consumed
-    CHECK(job->errors.empty());
-    CHECK_FALSE(job->lease.has_value());
-  }
+  for (JobId j : {id->id, queued->id}) check_handed_back(*store, j);
 }
 
 TEST_CASE("time: stop() lets a handler that finishes within the grace complete", "[engine][time]") {
@@ -429,12 +432,7 @@ TEST_CASE("time: stop() hands prefetched jobs back without consuming their attem
   CHECK(first->state == JobState::completed);
   for (std::size_t i = 1; i < f.ids.size(); ++i) {
     CHECK_FALSE(f.was_started(f.ids[i]));
-    auto j = f.store->get(f.ids[i]);
-    REQUIRE(j);
-    CHECK(j->state == JobState::pending);
-    CHECK(j->attempt == 0);  // handed back: the attempt was not consumed
-    CHECK(j->errors.empty());
-    CHECK_FALSE(j->lease.has_value());
+    check_handed_back(*f.store, f.ids[i]);
   }
 }
 
