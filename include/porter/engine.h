@@ -107,9 +107,9 @@ struct EngineOptions {
   // if cancelled meanwhile. The buffer is refilled when half of it is free,
   // so a bigger one means bigger claim batches (fewer store transactions per
   // job), but a job enqueued with a higher priority can wait behind up to
-  // this many, other engines cannot take them (nor can this engine's other
-  // workers while its workers are stuck), and the admin view shows them
-  // `running` from their claim. 0 claims only for free workers.
+  // this many, other engines cannot take them (they wait even while every
+  // worker of the queue here is stuck on a slow job), and the admin view
+  // shows them `running` from their claim. 0 claims only for free workers.
   // Default: 64, one default claim_batch: refills of 32-64 jobs per store
   // call (what a fsync per SQLite transaction needs), yet a bounded inversion
   int prefetch = 64;
