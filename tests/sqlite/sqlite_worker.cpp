@@ -9,21 +9,27 @@
 //     "runs" each job by appending "<id> <token> <started_us>" to <log> (one
 //     O_APPEND write per line, the side effect), then finishes the batch;
 //     finishes rejected as stale are appended to <stale_log>.
+//   porter_sqlite_worker engine <db> <queue> <log> <stale_log> <lease_ms> <reaper_ms>
+//     The same job, run by a real porter::Engine (2 workers, heartbeats,
+//     reaper, prefetch): what an application's worker process is.
+//     <stale_log> stays empty: the engine drops rejected finishes itself.
 //
-// This is a plain claim/finish/rescue loop over the Store API (what the
-// Engine does, minus the threads), so the test exercises the store's
-// guarantees directly.
+// The first two are plain claim/finish/rescue loops over the Store API (what
+// the Engine does, minus the threads), so the tests exercise the store's
+// guarantees directly; the third proves the same of engines.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "porter/engine.h"
 #include "porter/sqlite_store.h"
 
 namespace {
@@ -135,13 +141,45 @@ int run_mode(char** argv) {
   }
 }
 
+int engine_mode(char** argv) {
+  auto store = open_store(argv[2]);
+  std::string queue = argv[3];
+  int log = open_log(argv[4]);
+  auto lease = std::chrono::milliseconds(std::atoi(argv[6]));
+  auto reaper_every = std::chrono::milliseconds(std::atoi(argv[7]));
+  porter::Engine engine(store, {.queues = {{queue, 2}},
+                                .lease_for = lease,
+                                .heartbeat_every = lease / 4,
+                                .reaper_every = reaper_every,
+                                .poll_every = std::chrono::milliseconds(20)});
+  std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  std::mutex rng_mu;
+  auto registered = engine.register_handler("crash", [&](porter::JobContext& ctx) {
+    unsigned pause_us = 0;
+    {
+      std::lock_guard lock(rng_mu);
+      pause_us = rng() % 8000;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+    const porter::Job& j = ctx.job();
+    append(log, std::to_string(j.id) + " " + std::to_string(j.lease->token) + " " +
+                    std::to_string(j.started_at->time_since_epoch().count()) + "\n");
+  });
+  if (!registered || !engine.start()) {
+    std::fprintf(stderr, "engine: could not start\n");
+    return 4;
+  }
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));  // until the test kills this process
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "claim" && argc == 6) return claim_mode(argv);
   if (mode == "run" && argc == 8) return run_mode(argv);
-  std::fprintf(stderr, "usage: %s claim <db> <queue> <out> <lease_ms> | run <db> <queue> <log> <stale_log> <lease_ms> <reaper_ms>\n",
+  if (mode == "engine" && argc == 8) return engine_mode(argv);
+  std::fprintf(stderr, "usage: %s claim <db> <queue> <out> <lease_ms> | run|engine <db> <queue> <log> <stale_log> <lease_ms> <reaper_ms>\n",
                argv[0]);
   return 1;
 }
