@@ -137,3 +137,64 @@ TEST_CASE("rescue_expired from several nodes at once rescues each job once", "[c
     CHECK(j.errors.size() == 1);
   }
 }
+
+TEST_CASE("cancel racing with completion: each job ends exactly one way, its parent woken once", "[concurrency][cancel]") {
+  PORTER_STORE_UNDER_TEST();
+  constexpr int kJobs = 200;
+  add(*store, new_job("parent"));
+  Job parent = claim_one(*store);
+  NewJob kid = new_job("child", "kids");
+  kid.on_failure = ChildFailurePolicy::callback;  // a cancelled child must not cancel its siblings here
+  std::vector<NewJob> kids(kJobs, kid);
+  auto spawned = store->spawn(parent.lease_ref(), kids);
+  REQUIRE(spawned.has_value());
+  REQUIRE(store->finish(std::vector<Outcome>{outcome(parent, OutcomeKind::wait_children)}).has_value());
+  auto running = claim(*store, "kids", kJobs);
+  REQUIRE(running.size() == static_cast<std::size_t>(kJobs));
+
+  // One thread completes every child while another cancels every child.
+  std::vector<Result<FinishResult>> finished(kJobs, make_error(ErrorCode::internal, "not run"));
+  std::vector<Result<CancelResult>> cancelled(kJobs, make_error(ErrorCode::internal, "not run"));
+  std::thread completer([&] {
+    for (int i = 0; i < kJobs; ++i) {
+      auto r = store->finish(std::vector<Outcome>{outcome(running[static_cast<std::size_t>(i)], OutcomeKind::complete)});
+      if (r) finished[static_cast<std::size_t>(i)] = (*r)[0];
+    }
+  });
+  std::thread canceller([&] {
+    for (int i = 0; i < kJobs; ++i) {
+      cancelled[static_cast<std::size_t>(i)] = store->cancel(running[static_cast<std::size_t>(i)].id, "racing");
+    }
+  });
+  completer.join();
+  canceller.join();
+
+  int ended_completed = 0, ended_cancelled = 0;
+  for (int i = 0; i < kJobs; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    INFO("child " << running[k].id);
+    REQUIRE(finished[k].has_value());
+    REQUIRE(cancelled[k].has_value());
+    REQUIRE(finished[k]->status.has_value());  // the lease was live: the finish was applied
+    Job j = get(*store, running[k].id);
+    if (j.state == JobState::completed) {
+      // The completion won: the cancel came too late and said so.
+      CHECK(*cancelled[k] == CancelResult::already_finished);
+      ++ended_completed;
+    } else {
+      // The cancel won: the handler's completion is overridden.
+      REQUIRE(j.state == JobState::cancelled);
+      CHECK(*cancelled[k] == CancelResult::requested);
+      CHECK(finished[k]->state == JobState::cancelled);
+      ++ended_cancelled;
+    }
+  }
+  CHECK(ended_completed + ended_cancelled == kJobs);
+  // Every child is final: the parent was woken for its callback exactly once.
+  Job p = get(*store, parent.id);
+  CHECK(p.children_unfinished == 0);
+  CHECK(p.state == JobState::pending);
+  CHECK(p.callback_pending);
+  CHECK(claim(*store, "default", 10).size() == 1);
+  CHECK(claim(*store, "default", 10).empty());
+}
