@@ -92,6 +92,9 @@ TEST_CASE("fault: a worker that cannot heartbeat loses its job to a rescuer and 
   CHECK(job->attempt == 2);
   CHECK(job->result == R"({"by":"b"})");
   REQUIRE(job->errors.size() == 1);  // the rescue of attempt 1
+  // The reaper emits `rescued` after its store call returns, which can be after
+  // the claimer already ran the job: wait for the event, then count it.
+  CHECK(eventually([&] { return b_log.count(EventType::rescued, id->id) >= 1; }));
   CHECK(b_log.count(EventType::rescued, id->id) == 1);
 
   // A's handler finally returns: its outcome is stale and changes nothing.
