@@ -111,7 +111,8 @@ struct EngineOptions {
   // worker of the queue here is stuck on a slow job), and the admin view
   // shows them `running` from their claim. 0 claims only for free workers.
   // Default: 64, one default claim_batch: refills of 32-64 jobs per store
-  // call (what a fsync per SQLite transaction needs), yet a bounded inversion
+  // call (what a fsync per SQLite transaction needs), with the priority
+  // inversion bounded at 64 jobs.
   int prefetch = 64;
   RetryPolicy retry;                                   // Default: see RetryPolicy
   std::string worker_id;                               // Default: "<host>:<pid>:<n>"
