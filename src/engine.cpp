@@ -20,7 +20,8 @@
 // Locks (never held while a handler or a store call runs, except gate_->mu,
 // which only covers the quick dispatch of a store event):
 //   kinds_mu_   kinds_, schedules_
-//   subs_mu_    subscribers_, next_subscriber_
+//   subscribers_ has its own lock (detail::CallbackSet), held shared while
+//               subscribers run; unsubscribe waits for calls in flight
 //   claim_mu_   queues_ (the vector and each QueueRuntime's claim fields)
 //   q.mu        q.ready, q.idle, q.stopping (per queue)
 //   (atomics)   q.held, executing_, draining_: read and written lock-free on
@@ -34,6 +35,8 @@
 //   lifecycle_mu_ serialises start() and stop()
 // Order when nested: claim_mu_ is never held while taking another engine lock.
 #include "porter/engine.h"
+
+#include "callback_set.h"
 
 #include <unistd.h>
 
@@ -291,23 +294,9 @@ struct EngineCore {
 
   // --- events ----------------------------------------------------------------
 
-  bool has_subscribers() const noexcept { return subscriber_count_.load(std::memory_order_acquire) > 0; }
+  bool has_subscribers() const noexcept { return !subscribers_.empty(); }
 
-  void emit(const Event& event) {
-    std::vector<std::shared_ptr<std::function<void(const Event&)>>> subs;
-    {
-      std::lock_guard lock(subs_mu_);
-      subs.reserve(subscribers_.size());
-      for (auto& [id, fn] : subscribers_) subs.push_back(fn);
-    }
-    for (auto& fn : subs) {
-      try {
-        (*fn)(event);
-      } catch (...) {
-        // A subscriber's exception must not kill an engine thread.
-      }
-    }
-  }
+  void emit(const Event& event) { subscribers_.notify(event); }
 
   // --- store events -------------------------------------------------------------
 
@@ -1020,10 +1009,7 @@ struct EngineCore {
   std::unordered_map<std::string, std::shared_ptr<const KindEntry>> kinds_;  // guarded by kinds_mu_
   std::vector<ScheduleEntry> schedules_;                                     // guarded by kinds_mu_
 
-  std::mutex subs_mu_;
-  std::vector<std::pair<std::uint64_t, std::shared_ptr<std::function<void(const Event&)>>>> subscribers_;
-  std::uint64_t next_subscriber_ = 1;
-  std::atomic<std::size_t> subscriber_count_{0};  // written under subs_mu_; read without it on hot paths
+  detail::CallbackSet<Event> subscribers_;  // unsubscribe waits for calls in flight
 
   std::mutex lifecycle_mu_;
   std::atomic<bool> running_{false};
@@ -1269,18 +1255,16 @@ void Engine::stop() { impl_->stop(); }
 bool Engine::running() const noexcept { return impl_->running_.load(); }
 
 std::uint64_t Engine::subscribe(std::function<void(const Event&)> listener) {
-  std::lock_guard lock(impl_->subs_mu_);
-  const std::uint64_t id = impl_->next_subscriber_++;
-  impl_->subscribers_.emplace_back(id, std::make_shared<std::function<void(const Event&)>>(std::move(listener)));
-  impl_->subscriber_count_.store(impl_->subscribers_.size(), std::memory_order_release);
-  return id;
+  return impl_->subscribers_.add([listener = std::move(listener)](const Event& event) {
+    try {
+      listener(event);
+    } catch (...) {
+      // A subscriber's exception must not kill an engine thread.
+    }
+  });
 }
 
-void Engine::unsubscribe(std::uint64_t id) {
-  std::lock_guard lock(impl_->subs_mu_);
-  std::erase_if(impl_->subscribers_, [id](const auto& s) { return s.first == id; });
-  impl_->subscriber_count_.store(impl_->subscribers_.size(), std::memory_order_release);
-}
+void Engine::unsubscribe(std::uint64_t id) { impl_->subscribers_.remove(id); }
 
 Status Engine::on_finished(JobId id, std::function<void(const Job&)> callback) {
   return impl_->on_finished(id, std::move(callback));

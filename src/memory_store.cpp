@@ -65,7 +65,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "listener_set.h"
+#include "callback_set.h"
 #include "store_rules.h"
 #include "porter/store.h"
 
@@ -1049,7 +1049,7 @@ class MemoryStore final : public Store {
   std::vector<FinishRecord> ring_;                      // recent finishes for stats()
   std::size_t ring_next_ = 0;
 
-  detail::ListenerSet listeners_;  // its own lock, never held with mu_
+  detail::CallbackSet<StoreEvent> listeners_;  // its own lock, never held with mu_
 };
 
 }  // namespace

@@ -49,7 +49,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "listener_set.h"
+#include "callback_set.h"
 #include "store_rules.h"
 #include "porter/sqlite_store.h"
 #include "sqlite/db.h"
@@ -306,7 +306,7 @@ class SqliteStore final : public Store {
   std::string path_;
   std::unique_ptr<Checkpointer> checkpointer_;  // null when the database is not in WAL mode (memory)
 
-  detail::ListenerSet listeners_;  // its own lock, never held with mu_
+  detail::CallbackSet<StoreEvent> listeners_;  // its own lock, never held with mu_
 };
 
 // Several jobs of one queue made available in one transaction: one wake-up is enough.

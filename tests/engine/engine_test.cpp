@@ -457,3 +457,52 @@ TEST_CASE("engine: stop() called from a handler returns, and the engine stops af
   engine.stop();
   CHECK_FALSE(engine.running());
 }
+
+TEST_CASE("engine: unsubscribe waits for a call in flight, and a subscriber may unsubscribe itself", "[engine]") {
+  Engine engine(make_memory_store(), {.queues = {{"default", 1}}});
+  REQUIRE(engine.register_handler("k", [](JobContext&) {}));
+
+  // A subscriber that leaves after the first event it hears, from inside that call.
+  std::atomic<int> one_shot_calls{0};
+  std::atomic<std::uint64_t> one_shot_id{0};
+  one_shot_id = engine.subscribe([&](const Event&) {
+    ++one_shot_calls;
+    engine.unsubscribe(one_shot_id.load());
+  });
+
+  // A subscriber that blocks in its call until released.
+  std::latch entered(1);
+  std::atomic<bool> release{false};
+  std::atomic<bool> in_call{false};
+  std::atomic<bool> first{true};
+  const auto slow = engine.subscribe([&](const Event& e) {
+    // `started` comes from a worker thread (`enqueued` from the enqueuing one).
+    if (e.type != EventType::started || !first.exchange(false)) return;
+    in_call = true;
+    entered.count_down();
+    while (!release.load()) std::this_thread::yield();
+    in_call = false;
+  });
+
+  REQUIRE(engine.start());
+  REQUIRE(engine.enqueue({.kind = "k"}));
+  entered.wait();
+  std::atomic<bool> removed{false};
+  std::atomic<bool> call_in_flight_after_remove{false};
+  std::thread remover([&] {
+    engine.unsubscribe(slow);
+    call_in_flight_after_remove = in_call.load();
+    removed = true;
+  });
+  std::this_thread::sleep_for(50ms);  // a remover that does not wait would be done by now
+  CHECK_FALSE(removed.load());
+  release = true;
+  remover.join();
+  CHECK_FALSE(call_in_flight_after_remove.load());
+
+  auto more = engine.enqueue({.kind = "k"});
+  REQUIRE(more);
+  REQUIRE(engine.wait_for(more->id, 20s));
+  engine.stop();
+  CHECK(one_shot_calls.load() == 1);
+}
