@@ -6,8 +6,9 @@
 //
 // A callback that removes itself (or another) from inside a call does not
 // deadlock: from inside a call the removal marks the callback removed, it is
-// never called again, and it is erased by the next add() or remove() from
-// outside a call. Such a removal cannot wait for the caller's own call.
+// never called again, and it is erased by a later add(), remove() or
+// notify() outside a call; an add() from inside a call takes effect then too.
+// Such a removal cannot wait for the caller's own call.
 #pragma once
 
 #include <atomic>
@@ -77,8 +78,10 @@ class CallbackSet {
       --inside_call_;
     }
     if (inside_call_ == 0 && has_deferred_.load(std::memory_order_acquire)) {
-      std::unique_lock lock(mu_);
-      tidy();
+      // Only if free now: waiting here could block this caller behind a slow
+      // callback on another thread. Otherwise the next add/remove/notify tidies.
+      std::unique_lock lock(mu_, std::try_to_lock);
+      if (lock.owns_lock()) tidy();
     }
   }
 

@@ -108,16 +108,16 @@ namespace detail {
 struct Run {
   explicit Run(Job j) : job(std::move(j)) {}
   Job job;
+  // Fired on a cancel request, a lost lease or shutdown. The one source of
+  // truth for "cancelled": the handler's stop_token, cancelled() and the
+  // outcome the engine applies can never disagree.
   std::stop_source stop;
-  std::atomic<bool> cancelled{false};  // cancel requested, lease lost or shutdown
-  std::atomic<bool> shutdown{false};   // cancelled by stop() past the grace: hand back, do not cancel
+  std::atomic<bool> shutdown{false};  // cancelled by stop() past the grace: hand back, do not cancel
 
+  bool cancelled() const noexcept { return stop.stop_requested(); }
   void cancel(bool for_shutdown) {
-    if (for_shutdown) shutdown.store(true);
-    // The token first: a handler that sees cancelled() then finds its
-    // stop_token fired too.
+    if (for_shutdown) shutdown.store(true);  // before the token: whoever sees it fired sees this too
     stop.request_stop();
-    cancelled.store(true);
   }
 
   std::mutex mu;  // guards progress, progress_dirty, item_errors
@@ -1066,7 +1066,7 @@ class RunContext final : public JobContext {
   RunContext(EngineCore& engine, Store& store, Run& run) : engine_(engine), store_(store), run_(run) {}
 
   const Job& job() const noexcept override { return run_.job; }
-  bool cancelled() const noexcept override { return run_.cancelled.load(); }
+  bool cancelled() const noexcept override { return run_.cancelled(); }
   std::stop_token stop_token() const noexcept override { return run_.stop.get_token(); }
 
   void progress(std::int64_t done, std::int64_t total, std::string message) override {
@@ -1139,7 +1139,7 @@ Result<std::vector<InsertResult>> RunContext::spawn(std::vector<NewJob> children
 void EngineCore::execute(const std::shared_ptr<Run>& run) {
   executing_.fetch_add(1);
   const Job& job = run->job;
-  if (has_subscribers() && !run->cancelled.load()) {
+  if (has_subscribers() && !run->cancelled()) {
     emit(Event{.type = EventType::started, .job = job.id, .kind = job.kind, .queue = job.queue,
                .attempt = job.attempt, .at = now()});
   }
@@ -1153,7 +1153,7 @@ void EngineCore::execute(const std::shared_ptr<Run>& run) {
 
   const auto started = std::chrono::steady_clock::now();
   Outcome outcome;
-  if (run->cancelled.load()) {
+  if (run->cancelled()) {
     // Cancelled (or its lease lost) while it waited for a worker: do not start it.
   } else if (!entry) {
     outcome = transient("no handler for kind '" + job.kind + "' is registered on worker " + options_.worker_id);
@@ -1171,7 +1171,7 @@ void EngineCore::execute(const std::shared_ptr<Run>& run) {
     }
   }
   const auto ran_for = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started);
-  if (run->cancelled.load()) {
+  if (run->cancelled()) {
     const bool shutdown = run->shutdown.load();
     outcome = Outcome{.lease = job.lease_ref(), .kind = shutdown ? OutcomeKind::release : OutcomeKind::cancelled};
   }
