@@ -168,7 +168,10 @@ class Engine {
   void stop();
   bool running() const noexcept;
 
-  // Engine-wide events, each delivered once to each subscriber, on engine threads.
+  // Engine-wide events, each delivered once to each subscriber, on engine threads
+  // (`enqueued` on the enqueuing thread). unsubscribe() returns once no call to
+  // that subscriber is in flight; from inside a call it takes effect at once
+  // for later events without waiting.
   std::uint64_t subscribe(std::function<void(const Event&)> listener);
   void unsubscribe(std::uint64_t id);
 

@@ -228,6 +228,7 @@ class Store {
   // store synchronously.
   using Listener = std::function<void(const StoreEvent&)>;
   virtual std::uint64_t add_listener(Listener listener) = 0;
+  // Returns once no call to that listener is in flight.
   virtual void remove_listener(std::uint64_t id) = 0;
 };
 
