@@ -1,4 +1,4 @@
-// The JSON check behind validate(NewJob) (src/json_check.h): a table of valid
+// The JSON check behind validate(NewJob) (src/core/json_check.h): a table of valid
 // and invalid documents with the fault and byte offset each must report, and a
 // differential test against nlohmann::json::accept (the oracle) over the table,
 // exhaustive short strings, and seeded random documents and their mutations.
@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "json_check.h"
+#include "core/json_check.h"
 #include "porter/job.h"
 
 using porter::detail::check_json;

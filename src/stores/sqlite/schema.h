@@ -7,7 +7,7 @@
 #include <string>
 
 #include "porter/status.h"
-#include "sqlite/db.h"
+#include "stores/sqlite/db.h"
 
 namespace porter::detail {
 

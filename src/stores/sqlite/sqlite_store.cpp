@@ -49,11 +49,11 @@
 #include <thread>
 #include <unordered_map>
 
-#include "callback_set.h"
-#include "store_rules.h"
+#include "core/callback_set.h"
+#include "rules/store_rules.h"
 #include "porter/sqlite_store.h"
-#include "sqlite/db.h"
-#include "sqlite/schema.h"
+#include "stores/sqlite/db.h"
+#include "stores/sqlite/schema.h"
 
 namespace porter {
 

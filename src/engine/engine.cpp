@@ -36,7 +36,7 @@
 // Order when nested: claim_mu_ is never held while taking another engine lock.
 #include "porter/engine.h"
 
-#include "callback_set.h"
+#include "core/callback_set.h"
 
 #include <unistd.h>
 

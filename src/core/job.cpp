@@ -4,7 +4,7 @@
 
 #include "porter/store.h"
 
-#include "json_check.h"
+#include "core/json_check.h"
 
 namespace porter {
 

@@ -65,8 +65,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "callback_set.h"
-#include "store_rules.h"
+#include "core/callback_set.h"
+#include "rules/store_rules.h"
 #include "porter/store.h"
 
 namespace porter {

@@ -9,7 +9,7 @@
 // jobs_next_run: next_run_at asks for a queue's earliest pending run_at,
 // which the claim index (ordered by priority first) can only answer by
 // scanning every pending job of the queue; with it the answer is one seek.
-#include "sqlite/schema.h"
+#include "stores/sqlite/schema.h"
 
 #include <string>
 

@@ -3,7 +3,7 @@
 // hostile "[[[[..." cannot overflow the stack. Strings, the bulk of typical
 // args, skip eight plain ASCII bytes at a time (SWAR) before falling back to a
 // byte table. See json_check.h for what is accepted and why.
-#include "json_check.h"
+#include "core/json_check.h"
 
 #include <array>
 #include <charconv>

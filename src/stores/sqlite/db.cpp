@@ -1,6 +1,6 @@
 // The SQLite wrapper of db.h: statement cache, binding, stepping, and the
 // mapping of SQLite result codes to Porter errors.
-#include "sqlite/db.h"
+#include "stores/sqlite/db.h"
 
 namespace porter::detail {
 
