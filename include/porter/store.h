@@ -41,6 +41,10 @@ struct ClaimRequest {
   std::string worker;       // recorded as the lease holder
   int limit = 1;            // at most this many jobs (>= 1)
   Duration lease_for{std::chrono::seconds(30)};
+  // Only jobs of these kinds (the handlers the claiming engine has); empty:
+  // any kind. An engine never claims a job it cannot run, so during a rolling
+  // deploy each job waits for an engine that handles it.
+  std::vector<std::string> kinds;
 };
 
 struct LeaseStatus {
@@ -66,6 +70,7 @@ struct Outcome {
   std::string result;      // complete / wait_children: JSON text, empty for none
   std::string error;       // retry / fail: the message recorded in the job's errors
   Duration delay{0};       // retry / snooze
+  Duration ran_for{0};     // the handler's own run time; 0: unknown (the store uses started -> now)
 };
 
 struct FinishResult {
@@ -114,7 +119,9 @@ struct KindStats {
   std::int64_t failed = 0;     // finished failed in the window
   std::int64_t retried = 0;    // failed attempts that were retried (or rescued) in the window
   double failure_rate = 0;     // failed / (completed + failed); 0 when none finished
-  Duration p50{0}, p95{0}, p99{0};  // run time (started -> finished) of jobs finished in the window
+  Duration p50{0}, p95{0}, p99{0};  // the handler's run time, of jobs finished in the window
+  // Queue latency (due -> started) of the runs of jobs finished in the window.
+  Duration latency_p50{0}, latency_p95{0}, latency_p99{0};
 };
 
 struct Stats {
@@ -130,7 +137,9 @@ struct Stats {
 // running handler sees `cancel_requested` at once rather than at its next
 // heartbeat. Other processes learn the same by polling and heartbeats.
 struct StoreEvent {
-  enum class Type : std::uint8_t { available, finished, cancel_requested } type;
+  // lease_lost: the job's lease was taken away (expired as stuck, rescued):
+  // its handler must stop now; its outcome will be rejected as stale.
+  enum class Type : std::uint8_t { available, finished, cancel_requested, lease_lost } type;
   std::string_view queue;
   JobId job = 0;                      // available: one of the jobs (or 0); otherwise the job
   JobState state = JobState::pending; // finished: the final state

@@ -305,7 +305,8 @@ struct EngineCore {
       case StoreEvent::Type::available:
         wake_claimer(ev.queue);
         break;
-      case StoreEvent::Type::cancel_requested: {
+      case StoreEvent::Type::cancel_requested:
+      case StoreEvent::Type::lease_lost: {
         std::lock_guard lock(runs_mu_);
         auto [b, e] = runs_.equal_range(ev.job);
         for (auto it = b; it != e; ++it) it->second->cancel(false);
