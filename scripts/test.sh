@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds Porter with its tests and runs the whole suite (unit, conformance per
-# store, engine, admin, SQLite multi-process and crash tests, examples, consumer builds).
+# store, engine, admin, SQLite multi-process and crash tests, examples, consumer
+# builds, the README's code). A development build: warnings are errors here
+# (not in a user's own build of Porter). Extra arguments go to cmake.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${PORTER_BUILD_DIR:-$root/build/test}
-bash "$root/scripts/build.sh" "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+bash "$root/scripts/build.sh" "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPORTER_WARNINGS_AS_ERRORS=ON "$@"
 ctest --test-dir "$dir" -j "$(nproc)" --output-on-failure
