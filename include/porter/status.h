@@ -64,19 +64,29 @@ class [[nodiscard]] Result {
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
+  // On an rvalue (a Result a function just returned) the accessors return by
+  // value, moved out, not a reference into the temporary: so
+  // `for (auto& job : f().value())` and `const auto& e = f().error()` are safe.
   T& value() & { check(); return std::get<0>(v_); }
   const T& value() const& { check(); return std::get<0>(v_); }
-  T&& value() && { check(); return std::get<0>(std::move(v_)); }
+  T value() && { check(); return std::get<0>(std::move(v_)); }
+  T value() const&& { check(); return std::get<0>(v_); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
+  T operator*() && { return std::move(*this).value(); }
+  T operator*() const&& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   template <class U>
   T value_or(U&& fallback) const& { return has_value() ? std::get<0>(v_) : T(std::forward<U>(fallback)); }
+  template <class U>
+  T value_or(U&& fallback) && {
+    return has_value() ? std::get<0>(std::move(v_)) : T(std::forward<U>(fallback));
+  }
 
   // Precondition: !has_value().
   const Error& error() const& { return std::get<1>(v_); }
-  Error&& error() && { return std::get<1>(std::move(v_)); }
+  Error error() && { return std::get<1>(std::move(v_)); }
 
  private:
   void check() const {
@@ -97,6 +107,7 @@ class [[nodiscard]] Result<void> {
     if (!ok_) throw BadResultAccess(error_);
   }
   const Error& error() const& { return error_; }
+  Error error() && { return std::move(error_); }
 
  private:
   Error error_{ErrorCode::internal, {}};
