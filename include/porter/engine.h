@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -65,8 +66,13 @@ class JobContext {
   // One failed item of a bulk job; the job can still complete.
   virtual void item_error(std::string item, std::string message) = 0;
 
-  // Children of this job, inserted now under this run's lease.
+  // Children of this job, inserted now under this run's lease, all or none.
+  // A braced list is always a list, of any length and plain or designated:
+  //   ctx.spawn({{.kind = "thumbnail"}, {.kind = "index", .queue = "indexing"}})  // two children
+  //   ctx.spawn({{"thumbnail"}})                                               // one, as a list
+  // and one NewJob is one child: ctx.spawn({.kind = "thumbnail"}) or ctx.spawn(job).
   virtual Result<std::vector<InsertResult>> spawn(std::vector<NewJob> children) = 0;
+  Result<std::vector<InsertResult>> spawn(std::initializer_list<NewJob> children);
   Result<InsertResult> spawn(NewJob child);
   // When the handler returns, wait for every child to be final, then run the
   // handler again as the callback phase (is_callback() true).

@@ -69,6 +69,12 @@ std::string_view to_string(EventType type) noexcept {
   return "unknown";
 }
 
+// The braced-list overload exists so that a list is never taken for one
+// NewJob: without it, {{"a"}, {"b"}} was also NewJob{.kind = "a", .args = "b"}.
+Result<std::vector<InsertResult>> JobContext::spawn(std::initializer_list<NewJob> children) {
+  return spawn(std::vector<NewJob>(children));
+}
+
 Result<InsertResult> JobContext::spawn(NewJob child) {
   std::vector<NewJob> one;
   one.push_back(std::move(child));
