@@ -214,6 +214,10 @@ Result<CronSchedule> CronSchedule::parse(std::string_view expression) {
 
 TimePoint CronSchedule::next_after(TimePoint t) const {
   using namespace std::chrono;
+  // Outside the calendar's years the year wraps and minutes overflow the TimePoint.
+  constexpr sys_days kFirstDay{year{-32767} / January / 1};
+  constexpr sys_days kLastDay{year{32767} / January / 1};
+  if (t < kFirstDay || t >= kLastDay) return TimePoint::max();
   const sys_time<minutes> start = floor<minutes>(t) + minutes(1);
   sys_days day = floor<days>(start);
   const minutes first_minute_of_day = start - day;
