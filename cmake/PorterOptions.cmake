@@ -10,6 +10,8 @@ option(PORTER_INSTALL "Generate Porter's install rules" ${PROJECT_IS_TOP_LEVEL})
 # Off for users (a newer compiler's new warning must not break their build); scripts/test.sh and CI turn it on.
 option(PORTER_WARNINGS_AS_ERRORS "Treat warnings as errors. Default: OFF" OFF)
 set(PORTER_SANITIZE "" CACHE STRING "Sanitizers for every target: e.g. address,undefined or thread")
+# libFuzzer targets in tests/fuzz (clang only; scripts/fuzz.sh builds and runs them).
+option(PORTER_BUILD_FUZZERS "Build the libFuzzer targets (needs clang). Default: OFF" OFF)
 
 if(PROJECT_IS_TOP_LEVEL AND NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
   set(CMAKE_BUILD_TYPE RelWithDebInfo CACHE STRING "Build type" FORCE)
@@ -18,4 +20,11 @@ endif()
 if(PORTER_SANITIZE)
   add_compile_options(-fsanitize=${PORTER_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${PORTER_SANITIZE})
+endif()
+if(PORTER_BUILD_FUZZERS)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "PORTER_BUILD_FUZZERS needs clang's libFuzzer: configure with -DCMAKE_CXX_COMPILER=clang++ "
+                        "(or run scripts/fuzz.sh)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link)  # coverage for the library the fuzzers drive
 endif()

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Porter builds with, when any are missing.
+# Installs the Debian 12 packages Porter builds with, when any are missing,
+# plus any named as arguments (scripts/fuzz.sh adds clang and libFuzzer's).
 # As root it runs apt-get; otherwise it prints the command to run.
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config catch2 libfmt-dev nlohmann-json3-dev
-          libsqlite3-dev libbenchmark-dev)
+          libsqlite3-dev libbenchmark-dev "$@")
 
 missing=()
 for p in "${packages[@]}"; do
