@@ -71,6 +71,10 @@ struct JobHead {
   int children_unfinished = 0;
   int dependencies_unfinished = 0;
   bool has_dependents = false;  // some job lists this one in depends_on
+  // The store's own handle for the job (e.g. a pointer to its record), set by
+  // Tx::read and handed back to the store; the rules never touch it. Lets an
+  // in-memory store skip a second lookup on the hot path.
+  void* handle = nullptr;
 };
 
 // How a run ended, for stats.
@@ -102,8 +106,9 @@ class Tx {
   // `retried`: the job goes back to pending after it (stats count it).
   virtual void add_error(const JobHead& h, std::string_view message, bool permanent, bool retried) = 0;
   virtual void set_result(JobId id, std::string_view result) = 0;
-  // A run ended (`h` already in its new state). run_time: the handler's;
-  // latency: due -> started.
+  // A run ended. run_time: the handler's; latency: due -> started. Called
+  // just before the write() of the same job that ends the run (`h` already
+  // in its new state), so a store may store both in one statement.
   virtual void record_run(const JobHead& h, RunEnd end, Duration run_time, Duration latency) = 0;
   virtual void emit(StoreEvent::Type type, const JobHead& h) = 0;
 

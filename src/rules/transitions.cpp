@@ -128,11 +128,11 @@ void finalize(Tx& tx, JobHead& h, JobState s, std::string_view error, Duration r
   h.state = s;
   h.finished_at = tx.now();
   if (s == JobState::completed) h.callback_pending = false;
-  tx.write(h);
   if (s != JobState::cancelled) {
     tx.record_run(h, s == JobState::completed ? RunEnd::completed : RunEnd::failed, run_time_of(h, tx.now(), ran_for),
                   latency_of(h));
   }
+  tx.write(h);
   tx.emit(StoreEvent::Type::finished, h);
   // Only a job with relatives has effects (the common lone job skips them).
   if (h.parent_id != 0 || h.has_dependents || (s != JobState::completed && h.children_total > 0)) {

@@ -532,11 +532,11 @@ class MemoryStore final : public Store {
 
     TimePoint now() const override { return now_; }
     std::optional<rules::JobHead> read(JobId id) override {
-      const Rec* r = store_.find(id);
+      Rec* r = store_.find(id);
       if (!r) return std::nullopt;
       return head_of(*r);
     }
-    void write(const rules::JobHead& h) override { store_.write(*store_.find(h.id), h, now_); }
+    void write(const rules::JobHead& h) override { store_.write(rec(h), h, now_); }
     void unfinished_children(JobId id, std::vector<JobId>& out) override {
       const Rec* r = store_.find(id);
       if (!r || !r->extra) return;
@@ -568,14 +568,14 @@ class MemoryStore final : public Store {
       return r && r->extra && !r->extra->errors.empty() ? r->extra->errors.back().message : std::string();
     }
     void add_error(const rules::JobHead& h, std::string_view message, bool permanent, bool) override {
-      store_.find(h.id)->ex().errors.push_back({h.attempt, now_, clip_message(message), permanent});
+      rec(h).ex().errors.push_back({h.attempt, now_, clip_message(message), permanent});
     }
     void set_result(JobId id, std::string_view result) override { store_.find(id)->ex().result = result; }
     void record_run(const rules::JobHead& h, rules::RunEnd end, Duration run_time, Duration latency) override {
-      store_.record_finish({now_, store_.find(h.id)->kind, run_time, latency, end});
+      store_.record_finish({now_, rec(h).kind, run_time, latency, end});
     }
     void emit(StoreEvent::Type type, const rules::JobHead& h) override {
-      const Rec& r = *store_.find(h.id);
+      const Rec& r = rec(h);
       if (type == StoreEvent::Type::available) {
         available(*r.queue, r.id);
       } else {
@@ -591,14 +591,18 @@ class MemoryStore final : public Store {
     }
 
    private:
+    // The record behind a head read in this operation (records never move while mu_ is held).
+    Rec& rec(const rules::JobHead& h) { return h.handle ? *static_cast<Rec*>(h.handle) : *store_.find(h.id); }
+
     MemoryStore& store_;
     std::unique_lock<std::mutex> lock_;
     const TimePoint now_;
     std::vector<PendingEvent> events_;
   };
 
-  static rules::JobHead head_of(const Rec& r) {
+  static rules::JobHead head_of(Rec& r) {
     rules::JobHead h;
+    h.handle = &r;
     h.id = r.id;
     h.state = r.state;
     h.run_at = r.run_at;

@@ -255,6 +255,11 @@ class SqliteStore final : public Store {
   class SqliteTx final : public rules::Tx {
    public:
     explicit SqliteTx(SqliteStore& store) : store_(store) {}
+    // Forgets what an earlier transaction left (it may have ended by an exception).
+    void begin() {
+      finals.clear();
+      run_ = {};
+    }
     TimePoint now() const override { return store_.now_; }
     std::optional<rules::JobHead> read(JobId id) override { return store_.head(id); }
     void write(const rules::JobHead& h) override;
@@ -271,6 +276,11 @@ class SqliteStore final : public Store {
 
    private:
     SqliteStore& store_;
+    struct Run {
+      JobId id = 0;
+      Duration run_time{0};
+      Duration latency{0};
+    } run_;  // recorded by record_run, stored by the next write of that job
   };
 
   // --- helpers run inside a transaction (mu_ held) ---
@@ -331,7 +341,7 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
       tx.begin(kind == TxKind::write ? "BEGIN IMMEDIATE" : "BEGIN");
       now_ = clock_->now();
       events_.clear();
-      tx_.finals.clear();
+      tx_.begin();
       queue_of_.clear();
       R result = fn();
       if (!result.has_value()) {
@@ -417,13 +427,22 @@ std::optional<rules::JobHead> SqliteStore::live(const LeaseRef& ref) {
 
 // --- the rules' adapter --------------------------------------------------------
 
+// Leaving `running` drops the lease (the token stays: it only grows). A run
+// recorded just before (record_run) is stored by the same statement.
+#define PORTER_HEAD_UPDATE                                                                                      \
+  "UPDATE jobs SET state = ?2, run_at = ?3, attempt = ?4, max_attempts = ?5, cancel_requested = ?6, "         \
+  "callback_pending = ?7, children_unfinished = ?8, dependencies_unfinished = ?9, finished_at = ?10, "        \
+  "lease_worker = CASE WHEN ?2 = 1 THEN lease_worker END, lease_expires = CASE WHEN ?2 = 1 THEN lease_expires " \
+  "END"
+
 void SqliteStore::SqliteTx::write(const rules::JobHead& h) {
-  // Leaving `running` drops the lease (the token stays: it only grows).
-  auto q = store_.db_->query(
-      "UPDATE jobs SET state = ?2, run_at = ?3, attempt = ?4, max_attempts = ?5, cancel_requested = ?6, "
-      "callback_pending = ?7, children_unfinished = ?8, dependencies_unfinished = ?9, finished_at = ?10, "
-      "lease_worker = CASE WHEN ?2 = 1 THEN lease_worker END, lease_expires = CASE WHEN ?2 = 1 THEN lease_expires END "
-      "WHERE id = ?1");
+  const bool with_run = run_.id == h.id;
+  auto q = store_.db_->query(with_run ? PORTER_HEAD_UPDATE ", run_time = ?11, queue_latency = ?12 WHERE id = ?1"
+                                      : PORTER_HEAD_UPDATE " WHERE id = ?1");
+  if (with_run) {
+    q.bind(10, static_cast<std::int64_t>(run_.run_time.count())).bind(11, static_cast<std::int64_t>(run_.latency.count()));
+    run_ = {};
+  }
   q.bind(0, h.id).bind(1, state_int(h.state)).bind(2, us(h.run_at)).bind(3, h.attempt).bind(4, h.max_attempts);
   q.bind(5, h.cancel_requested).bind(6, h.callback_pending).bind(7, h.children_unfinished);
   q.bind(8, h.dependencies_unfinished);
@@ -494,9 +513,7 @@ void SqliteStore::SqliteTx::set_result(JobId id, std::string_view result) {
 void SqliteStore::SqliteTx::record_run(const rules::JobHead& h, rules::RunEnd end, Duration run_time,
                                        Duration latency) {
   if (end == rules::RunEnd::retried) return;
-  auto q = store_.db_->query("UPDATE jobs SET run_time = ?2, queue_latency = ?3 WHERE id = ?1");
-  q.bind(0, h.id).bind(1, static_cast<std::int64_t>(run_time.count())).bind(2, static_cast<std::int64_t>(latency.count()));
-  q.run();
+  run_ = {h.id, run_time, latency};  // stored by the write() that follows
 }
 
 void SqliteStore::SqliteTx::emit(StoreEvent::Type type, const rules::JobHead& h) {
