@@ -99,13 +99,17 @@ struct ItemError {
   std::string message;
 };
 
+// Stores reject a report with negative counts or with done > total when the
+// total is known (invalid_argument): progress never exceeds 100%.
 struct Progress {
   std::int64_t done = 0;
   std::int64_t total = 0;  // 0: unknown
   std::string message;
-  // 0..100, or nullopt when total is unknown.
+  // 0..100 (clamped), or nullopt when total is unknown.
   std::optional<double> percent() const {
     if (total <= 0) return std::nullopt;
+    if (done <= 0) return 0.0;
+    if (done >= total) return 100.0;
     return 100.0 * static_cast<double>(done) / static_cast<double>(total);
   }
 };

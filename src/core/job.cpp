@@ -4,6 +4,7 @@
 
 #include "porter/store.h"
 
+#include "core/bounds.h"
 #include "core/json_check.h"
 
 namespace porter {
@@ -106,7 +107,7 @@ Status validate(const NewJob& job) {
 
 TimePoint resolve_run_at(const NewJob& job, TimePoint now) {
   if (job.run_at) return *job.run_at;
-  if (job.delay) return now + *job.delay;
+  if (job.delay) return detail::saturating_add(now, *job.delay);  // max(): never due
   return now;
 }
 

@@ -423,7 +423,7 @@ TEST_CASE("engine: a parent spawns children, waits, and reads them in its callba
     std::string results;
     for (const auto& k : *kids) {
       if (k.state != JobState::completed) ++problems;
-      results += k.result;
+      results += (results.empty() ? "" : ",") + k.result;  // a result must be JSON
     }
     ctx.set_result("[" + results + "]");
   }));
@@ -433,7 +433,7 @@ TEST_CASE("engine: a parent spawns children, waits, and reads them in its callba
   CHECK(job->state == JobState::completed);
   CHECK(callbacks == 1);
   CHECK(problems == 0);
-  CHECK(job->result == R"([{"echo":0}{"echo":1}{"echo":2}])");
+  CHECK(job->result == R"([{"echo":0},{"echo":1},{"echo":2}])");
   CHECK(job->children_total == 3);
 }
 

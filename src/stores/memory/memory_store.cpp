@@ -31,25 +31,13 @@
 // so a claim costs O(log n) per job and never scans future jobs. Running jobs
 // are indexed by lease expiry for rescue_expired().
 //
-// Choices where store.h is silent (the conformance suite pins them):
-//  - A lease stays live until the job is rescued, expired as stuck or
-//    re-claimed: the fencing token, not the clock alone, decides ownership. A
-//    heartbeat on an expired lease nobody rescued yet extends it (held=true),
-//    and finish accepts it.
-//  - A cancellation reason, and the reason a job was cancelled because of a
-//    dependency or a parent, is kept as a permanent AttemptError, so the admin
-//    sees why the job stopped.
-//  - When a job ends failed or cancelled, its unfinished descendants are
-//    cancelled (running ones are asked to stop): they were part of its work.
-//    A parent that completes without waiting leaves its children running.
-//  - wait_children with no unfinished children goes straight to the callback
-//    phase (pending, attempt 0, callback_pending).
-//  - callback_pending is cleared when the job completes; a job that failed in
-//    its callback phase resumes the callback phase on retry_job.
-//  - Negative retry/snooze delays count as zero.
-//  - retry_job on a child whose parent is still unfinished makes the parent
-//    wait for it again; on a job cancelled because of a dependency, it runs
-//    regardless (an administrator's override).
+// What a transition means (finish, cancel, rescue, retry, where a new job
+// starts, what a final job does to its relatives) is decided in src/rules/,
+// shared with every store; this file maps it onto the containers above (the
+// `Op` of each operation is the rules' transaction adapter). A plain job
+// finishing with no relatives takes no lookup beyond its own record.
+//
+// Choices of this store alone:
 //  - next_run_at ignores pauses: it answers about jobs, not about the queue.
 //  - Stats over a window come from a ring of the most recent kStatsRing
 //    finishes; a window reaching further back sees only those.
@@ -66,7 +54,8 @@
 #include <unordered_set>
 
 #include "core/callback_set.h"
-#include "rules/store_rules.h"
+#include "core/bounds.h"
+#include "rules/rules.h"
 #include "porter/store.h"
 
 namespace porter {
@@ -173,11 +162,11 @@ struct UniqueEntry {
 
 // One finish (or retried attempt) for stats().
 struct FinishRecord {
-  enum class Type : std::uint8_t { completed, failed, retried };
   TimePoint at{};
   const std::string* kind = nullptr;
-  Duration run_time{0};
-  Type type = Type::completed;
+  Duration run_time{0};  // the handler's own
+  Duration latency{0};   // due -> started
+  rules::RunEnd type = rules::RunEnd::completed;
 };
 
 struct PendingEvent {
@@ -187,11 +176,6 @@ struct PendingEvent {
   JobState state;
 };
 
-std::string format_seconds(Duration d) {
-  auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
-  return std::to_string(s) + "s";
-}
-
 class MemoryStore final : public Store {
  public:
   explicit MemoryStore(std::shared_ptr<Clock> clock) : clock_(clock ? std::move(clock) : system_clock()) {}
@@ -199,12 +183,12 @@ class MemoryStore final : public Store {
   const Clock& clock() const noexcept override { return *clock_; }
 
   Result<std::vector<InsertResult>> insert(std::span<const NewJob> jobs) override {
+    if (auto s = rules::validate_batch(jobs); !s) return s.error();
     Op op(*this);
-    if (auto s = check_new_jobs(jobs); !s) return s.error();
+    if (auto s = rules::check_dependencies_exist(op, jobs); !s) return s.error();
     std::vector<InsertResult> out;
     out.reserve(jobs.size());
     for (const NewJob& job : jobs) out.push_back(insert_one(job, 0, op));
-    op.run_effects();
     return out;
   }
 
@@ -218,7 +202,7 @@ class MemoryStore final : public Store {
     auto it = queues_.find(request.queue);
     if (it == queues_.end() || it->second.paused) return out;
     Queue& q = it->second;
-    promote_due(q, op.now);
+    promote_due(q, op.now());
     const std::string* worker = intern(request.worker);
     out.reserve(std::min<std::size_t>(static_cast<std::size_t>(request.limit), q.ready.size()));
     while (out.size() < static_cast<std::size_t>(request.limit) && !q.ready.empty()) {
@@ -229,8 +213,8 @@ class MemoryStore final : public Store {
       ++r.attempt;
       ++r.token;
       r.worker = worker;
-      r.started_at = op.now;
-      r.lease_expires = op.now + request.lease_for;
+      r.started_at = op.now();
+      r.lease_expires = detail::saturating_add(op.now(), request.lease_for);
       insert_ordered(leases_, TimeKey{r.lease_expires, r.id});
       out.push_back(to_job(r));
     }
@@ -248,7 +232,7 @@ class MemoryStore final : public Store {
         out.push_back({});
         continue;
       }
-      set_lease_expiry(*r, op.now + extend_by);
+      set_lease_expiry(*r, detail::saturating_add(op.now(), extend_by));
       out.push_back({true, r->cancel_requested});
     }
     return out;
@@ -264,10 +248,10 @@ class MemoryStore final : public Store {
         out.push_back({stale(o.lease), current_state(o.lease.id)});
         continue;
       }
-      apply_outcome(*r, o, op);
-      out.push_back({{}, r->state});
+      rules::JobHead h = head_of(*r);
+      out.push_back({{}, rules::apply_outcome(op, h, o)});
     }
-    op.run_effects();
+    rules::run_effects(op);
     // Effects may move a job again (a child failing its parent), so report the
     // state after the whole transaction.
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
@@ -280,21 +264,17 @@ class MemoryStore final : public Store {
     Op op(*this);
     Rec* p = live(parent);
     if (!p) return stale(parent);
-    if (auto s = check_new_jobs(children); !s) return s.error();
-    std::vector<JobId> ancestors;
-    for (const Rec* a = p; a != nullptr; a = find(a->parent_id)) ancestors.push_back(a->id);
-    if (auto s = detail::check_children_do_not_depend_on_ancestors(children, ancestors); !s) return s.error();
+    if (auto s = rules::validate_batch(children); !s) return s.error();
+    if (auto s = rules::check_dependencies_exist(op, children); !s) return s.error();
+    if (auto s = rules::check_no_cycle(op, p->id, children); !s) return s.error();
     std::vector<InsertResult> out;
     out.reserve(children.size());
     for (const NewJob& job : children) out.push_back(insert_one(job, p->id, op));
-    op.run_effects();
     return out;
   }
 
   Status report_progress(const LeaseRef& lease, const Progress& progress) override {
-    if (progress.done < 0 || progress.total < 0) {
-      return make_error(ErrorCode::invalid_argument, "progress counts must not be negative");
-    }
+    if (auto s = rules::check_progress(progress); !s) return s;
     Op op(*this);
     Rec* r = live(lease);
     if (!r) return stale(lease);
@@ -322,13 +302,12 @@ class MemoryStore final : public Store {
   Result<std::vector<JobId>> rescue_expired() override {
     std::vector<JobId> ids;
     Op op(*this);
-    while (!leases_.empty() && leases_.begin()->first <= op.now) {
+    while (!leases_.empty() && leases_.begin()->first <= op.now()) {
       JobId id = leases_.begin()->second;
-      Rec& r = *find(id);
-      give_up_lease(r, "lease expired", op);
+      rules::JobHead h = head_of(*find(id));
+      rules::give_up_lease(op, h, "lease expired");
       ids.push_back(id);
     }
-    op.run_effects();
     return ids;
   }
 
@@ -352,19 +331,8 @@ class MemoryStore final : public Store {
     Op op(*this);
     Rec* r = find(id);
     if (!r) return not_found(id);
-    if (is_final(r->state)) return CancelResult::already_finished;
-    std::string why = reason.empty() ? std::string("cancelled") : "cancelled: " + std::string(reason);
-    CancelResult result;
-    if (r->state == JobState::running) {
-      request_cancel(*r, op);
-      cancel_descendants(*r, why, op);
-      result = CancelResult::requested;
-    } else {
-      finalize(*r, JobState::cancelled, why, op);
-      result = CancelResult::cancelled;
-    }
-    op.run_effects();
-    return result;
+    rules::JobHead h = head_of(*r);
+    return rules::cancel(op, h, reason);
   }
 
   Result<std::vector<JobId>> expire_stuck(Duration older_than) override {
@@ -372,14 +340,12 @@ class MemoryStore final : public Store {
     std::vector<JobId> ids;
     Op op(*this);
     for (const auto& [expires, id] : leases_) {
-      const Rec& r = *find(id);
-      if (op.now - r.started_at > older_than) ids.push_back(id);
+      if (detail::saturating_diff(op.now(), find(id)->started_at) > older_than) ids.push_back(id);
     }
     for (JobId id : ids) {
-      Rec& r = *find(id);
-      give_up_lease(r, "expired as stuck after " + format_seconds(op.now - r.started_at), op);
+      rules::JobHead h = head_of(*find(id));
+      rules::give_up_lease(op, h, "expired as stuck after " + rules::format_age(detail::saturating_diff(op.now(), *h.started_at)));
     }
-    op.run_effects();
     return ids;
   }
 
@@ -387,17 +353,8 @@ class MemoryStore final : public Store {
     Op op(*this);
     Rec* r = find(id);
     if (!r) return not_found(id);
-    if (r->state != JobState::failed && r->state != JobState::cancelled) {
-      return make_error(ErrorCode::wrong_state, "job " + std::to_string(id) + " is " +
-                                                    std::string(to_string(r->state)) +
-                                                    "; only failed or cancelled jobs can be retried");
-    }
-    if (r->attempt >= r->max_attempts) r->max_attempts = r->attempt + 1;
-    r->cancel_requested = false;
-    r->finished_at = kNever;
-    if (Rec* p = find(r->parent_id)) ++p->children_unfinished;  // a waiting parent waits for it again
-    make_pending(*r, op.now, op);
-    return {};
+    rules::JobHead h = head_of(*r);
+    return rules::retry(op, h);
   }
 
   Status discard(JobId id) override {
@@ -493,10 +450,10 @@ class MemoryStore final : public Store {
   Result<Stats> stats(Duration window) override {
     Stats s;
     Op op(*this);
-    s.at = op.now;
+    s.at = op.now();
     for (auto& [name, q] : queues_) {
       if (q.stored() == 0 && !q.paused) continue;
-      promote_due(q, op.now);
+      promote_due(q, op.now());
       QueueInfo info{.name = name, .paused = q.paused};
       info.pending = static_cast<std::int64_t>(q.ready.size());
       info.scheduled = static_cast<std::int64_t>(q.scheduled.size());
@@ -511,21 +468,24 @@ class MemoryStore final : public Store {
     struct Acc {
       KindStats stats;
       std::vector<Duration> run_times;
+      std::vector<Duration> latencies;
     };
     std::unordered_map<const std::string*, Acc> by_kind;  // interned kind -> totals
-    const TimePoint since = op.now - window;
+    const TimePoint since = detail::saturating_sub(op.now(), window);
     // Newest first: the ring is in finish order, so stop at the first record
     // older than the window.
     for (std::size_t n = 0; n < ring_.size(); ++n) {
       const FinishRecord& f = ring_[(ring_next_ + ring_.size() - 1 - n) % ring_.size()];
       if (f.at < since) break;
-      if (f.at > op.now) continue;
+      if (f.at > op.now()) continue;
       Acc& a = by_kind[f.kind];
       switch (f.type) {
-        case FinishRecord::Type::completed: ++a.stats.completed; a.run_times.push_back(f.run_time); break;
-        case FinishRecord::Type::failed: ++a.stats.failed; a.run_times.push_back(f.run_time); break;
-        case FinishRecord::Type::retried: ++a.stats.retried; break;
+        case rules::RunEnd::completed: ++a.stats.completed; break;
+        case rules::RunEnd::failed: ++a.stats.failed; break;
+        case rules::RunEnd::retried: ++a.stats.retried; continue;
       }
+      a.run_times.push_back(f.run_time);
+      a.latencies.push_back(f.latency);
     }
     std::map<std::string_view, Acc*> kinds;  // by name, for a stable order
     for (auto& [kind, a] : by_kind) kinds.emplace(*kind, &a);
@@ -537,13 +497,16 @@ class MemoryStore final : public Store {
       a.stats.p50 = percentile(a.run_times, 0.50);
       a.stats.p95 = percentile(a.run_times, 0.95);
       a.stats.p99 = percentile(a.run_times, 0.99);
+      a.stats.latency_p50 = percentile(a.latencies, 0.50);
+      a.stats.latency_p95 = percentile(a.latencies, 0.95);
+      a.stats.latency_p99 = percentile(a.latencies, 0.99);
       s.kinds.push_back(std::move(a.stats));
     }
     for (const auto& [expires, id] : leases_) {
       const Rec& r = *find(id);
-      Duration age = op.now - r.started_at;
+      Duration age = detail::saturating_diff(op.now(), r.started_at);
       if (!s.oldest_lease_age || age > *s.oldest_lease_age) s.oldest_lease_age = age;
-      if (expires <= op.now) ++s.expired_leases;
+      if (expires <= op.now()) ++s.expired_leases;
     }
     return s;
   }
@@ -553,19 +516,72 @@ class MemoryStore final : public Store {
 
 
  private:
-  // One operation: holds the store lock for its lifetime, collects the
-  // workflow effects to apply before unlocking and the events to deliver
-  // after unlocking.
-  class Op {
+  // One operation: holds the store lock for its lifetime, and is the rules'
+  // transaction adapter (rules::Tx) over this store's containers. It applies
+  // the workflow effects before unlocking and delivers events after.
+  class Op final : public rules::Tx {
    public:
-    explicit Op(MemoryStore& store) : store_(store), lock_(store.mu_), now(store.clock_->now()) {}
+    explicit Op(MemoryStore& store) : store_(store), lock_(store.mu_), now_(store.clock_->now()) {}
     ~Op() {
-      run_effects();
+      rules::run_effects(*this);
       lock_.unlock();
       store_.notify(events_);
     }
     Op(const Op&) = delete;
     Op& operator=(const Op&) = delete;
+
+    TimePoint now() const override { return now_; }
+    std::optional<rules::JobHead> read(JobId id) override {
+      Rec* r = store_.find(id);
+      if (!r) return std::nullopt;
+      return head_of(*r);
+    }
+    void write(const rules::JobHead& h) override { store_.write(rec(h), h, now_); }
+    void unfinished_children(JobId id, std::vector<JobId>& out) override {
+      const Rec* r = store_.find(id);
+      if (!r || !r->extra) return;
+      for (JobId c : r->extra->children) {
+        if (const Rec* k = store_.find(c); k && !is_final(k->state)) out.push_back(c);
+      }
+    }
+    void dependents(JobId id, std::vector<JobId>& out) override {
+      if (const Rec* r = store_.find(id); r && r->extra) {
+        out.insert(out.end(), r->extra->dependents.begin(), r->extra->dependents.end());
+      }
+    }
+    void dependencies(JobId id, std::vector<JobId>& out) override {
+      if (const Rec* r = store_.find(id); r && r->extra) {
+        out.insert(out.end(), r->extra->depends_on.begin(), r->extra->depends_on.end());
+      }
+    }
+    void add_children(JobId parent, int n) override {
+      Rec& p = *store_.find(parent);
+      p.children_total += n;
+      p.children_unfinished += n;
+    }
+    std::string kind_of(JobId id) override {
+      const Rec* r = store_.find(id);
+      return r ? *r->kind : std::string();
+    }
+    std::string last_error(JobId id) override {
+      const Rec* r = store_.find(id);
+      return r && r->extra && !r->extra->errors.empty() ? r->extra->errors.back().message : std::string();
+    }
+    void add_error(const rules::JobHead& h, std::string_view message, bool permanent, bool) override {
+      rec(h).ex().errors.push_back({h.attempt, now_, clip_message(message), permanent});
+    }
+    void set_result(JobId id, std::string_view result) override { store_.find(id)->ex().result = result; }
+    void record_run(const rules::JobHead& h, rules::RunEnd end, Duration run_time, Duration latency) override {
+      store_.record_finish({now_, rec(h).kind, run_time, latency, end});
+    }
+    void emit(StoreEvent::Type type, const rules::JobHead& h) override {
+      const Rec& r = rec(h);
+      if (type == StoreEvent::Type::available) {
+        available(*r.queue, r.id);
+      } else {
+        events_.push_back({type, &r.queue->name, r.id, h.state});
+      }
+    }
 
     void available(const Queue& q, JobId id) {
       for (const PendingEvent& e : events_) {
@@ -573,30 +589,57 @@ class MemoryStore final : public Store {
       }
       events_.push_back({StoreEvent::Type::available, &q.name, id, JobState::pending});
     }
-    void finished(const Rec& r) { events_.push_back({StoreEvent::Type::finished, &r.queue->name, r.id, r.state}); }
-    void cancel_requested(const Rec& r) {
-      events_.push_back({StoreEvent::Type::cancel_requested, &r.queue->name, r.id, r.state});
-    }
-    // Jobs that just became final, whose parent, dependents and descendants
-    // still need updating. A worklist, not recursion: chains can be long.
-    void propagate(JobId id) { finals_.push_back(id); }
-    void run_effects() {
-      while (!finals_.empty()) {
-        JobId id = finals_.back();
-        finals_.pop_back();
-        store_.after_final(id, *this);
-      }
-    }
 
    private:
+    // The record behind a head read in this operation (records never move while mu_ is held).
+    Rec& rec(const rules::JobHead& h) { return h.handle ? *static_cast<Rec*>(h.handle) : *store_.find(h.id); }
+
     MemoryStore& store_;
     std::unique_lock<std::mutex> lock_;
+    const TimePoint now_;
     std::vector<PendingEvent> events_;
-    std::vector<JobId> finals_;
-
-   public:
-    const TimePoint now;
   };
+
+  static rules::JobHead head_of(Rec& r) {
+    rules::JobHead h;
+    h.handle = &r;
+    h.id = r.id;
+    h.state = r.state;
+    h.run_at = r.run_at;
+    if (r.started_at != kNever) h.started_at = r.started_at;
+    if (r.finished_at != kNever) h.finished_at = r.finished_at;
+    h.attempt = r.attempt;
+    h.max_attempts = r.max_attempts;
+    h.cancel_requested = r.cancel_requested;
+    h.callback_pending = r.callback_pending;
+    h.parent_id = r.parent_id;
+    h.on_failure = r.on_failure;
+    h.children_total = r.children_total;
+    h.children_unfinished = r.children_unfinished;
+    h.dependencies_unfinished = r.deps_unfinished;
+    h.has_dependents = r.extra && !r.extra->dependents.empty();
+    return h;
+  }
+
+  // Stores a head the rules wrote, keeping the queue indexes and leases in step.
+  void write(Rec& r, const rules::JobHead& h, TimePoint now) {
+    if (r.state != h.state || (h.state == JobState::pending && r.run_at != h.run_at)) {
+      if (r.state == JobState::pending) unqueue(r);
+      if (r.state == JobState::running && h.state != JobState::running) drop_lease(r);
+      set_state(r, h.state);
+      r.run_at = h.run_at;
+      if (h.state == JobState::pending) enqueue(r, now);
+    } else {
+      r.run_at = h.run_at;
+    }
+    r.attempt = h.attempt;
+    r.max_attempts = h.max_attempts;
+    r.cancel_requested = h.cancel_requested;
+    r.callback_pending = h.callback_pending;
+    r.children_unfinished = h.children_unfinished;
+    r.deps_unfinished = h.dependencies_unfinished;
+    r.finished_at = h.finished_at ? *h.finished_at : kNever;
+  }
 
   // --- lookups (mu_ held) ----------------------------------------------------
 
@@ -654,16 +697,13 @@ class MemoryStore final : public Store {
     r.state = s;
   }
 
-  void make_pending(Rec& r, TimePoint run_at, Op& op) {
-    if (r.state == JobState::running) drop_lease(r);
-    set_state(r, JobState::pending);
-    r.run_at = run_at;
-    if (run_at <= op.now) {
-      insert_ordered(r.queue->ready, ReadyKey{r.priority, run_at, r.id});
+  // Puts a pending job into its queue's ready or scheduled index.
+  static void enqueue(Rec& r, TimePoint now) {
+    if (r.run_at <= now) {
+      insert_ordered(r.queue->ready, ReadyKey{r.priority, r.run_at, r.id});
     } else {
-      insert_ordered(r.queue->scheduled, TimeKey{run_at, r.id});
+      insert_ordered(r.queue->scheduled, TimeKey{r.run_at, r.id});
     }
-    op.available(*r.queue, r.id);
   }
 
   // Takes a pending job out of its queue's ready/scheduled index.
@@ -692,8 +732,7 @@ class MemoryStore final : public Store {
     leases_.emplace(expires, r.id);
   }
 
-  void record_finish(const Rec& r, FinishRecord::Type type, TimePoint now) {
-    FinishRecord f{now, r.kind, r.started_at == kNever ? Duration{0} : now - r.started_at, type};
+  void record_finish(const FinishRecord& f) {
     if (ring_.size() < kStatsRing) {
       ring_.push_back(f);
     } else {
@@ -702,173 +741,7 @@ class MemoryStore final : public Store {
     ring_next_ = (ring_next_ + 1) % kStatsRing;  // the oldest record once the ring is full
   }
 
-  static void add_error(Rec& r, TimePoint at, std::string_view message, bool permanent) {
-    r.ex().errors.push_back({r.attempt, at, clip_message(message), permanent});
-  }
-
-  // Moves a job into a final state and queues its workflow effects.
-  void finalize(Rec& r, JobState s, std::string_view error, Op& op) {
-    if (r.state == JobState::pending) unqueue(r);
-    if (r.state == JobState::running) drop_lease(r);
-    if (!error.empty()) add_error(r, op.now, error, true);
-    set_state(r, s);
-    r.finished_at = op.now;
-    if (s == JobState::completed) r.callback_pending = false;
-    if (s == JobState::completed) record_finish(r, FinishRecord::Type::completed, op.now);
-    if (s == JobState::failed) record_finish(r, FinishRecord::Type::failed, op.now);
-    op.finished(r);
-    op.propagate(r.id);
-  }
-
-  void request_cancel(Rec& r, Op& op) {
-    if (r.cancel_requested) return;
-    r.cancel_requested = true;
-    op.cancel_requested(r);
-  }
-
-  // Cancels every unfinished descendant of `root`: pending and waiting ones
-  // now, running ones by request (and their own descendants now).
-  void cancel_descendants(Rec& root, std::string_view why, Op& op) {
-    if (!root.extra || root.extra->children.empty()) return;
-    std::vector<JobId> todo(root.extra->children.begin(), root.extra->children.end());
-    while (!todo.empty()) {
-      Rec* c = find(todo.back());
-      todo.pop_back();
-      if (!c || is_final(c->state)) continue;
-      if (c->state == JobState::running) {
-        request_cancel(*c, op);
-      } else {
-        finalize(*c, JobState::cancelled, why, op);
-      }
-      if (c->extra) todo.insert(todo.end(), c->extra->children.begin(), c->extra->children.end());
-    }
-  }
-
-  // What a final job does to its relatives (called from Op::run_effects).
-  void after_final(JobId id, Op& op) {
-    Rec* r = find(id);
-    if (!r || !is_final(r->state)) return;  // retried again meanwhile: nothing to propagate
-    Rec* p = find(r->parent_id);
-    const bool bad = r->state != JobState::completed;
-    const bool has_dependents = r->extra && !r->extra->dependents.empty();
-    if (!bad && !p && !has_dependents) return;  // the common case: a plain job completed
-    const std::string what = bad ? "job " + std::to_string(r->id) + " (" + *r->kind + ") " +
-                                       (r->state == JobState::failed ? "failed" : "was cancelled")
-                                 : std::string();
-    if (bad) cancel_descendants(*r, "cancelled: parent " + what, op);
-    if (p) {
-      // The count stays exact even for a final parent (admins read it).
-      if (p->children_unfinished > 0) --p->children_unfinished;
-      if (!is_final(p->state)) {
-        if (bad && r->on_failure == ChildFailurePolicy::fail_parent && !p->cancel_requested) {
-          std::string message = "child " + what;
-          if (r->extra && !r->extra->errors.empty()) message += ": " + r->extra->errors.back().message;
-          finalize(*p, JobState::failed, message, op);
-        } else if (p->children_unfinished == 0 && p->state == JobState::waiting && p->deps_unfinished == 0) {
-          wake_for_callback(*p, op);
-        }
-      }
-    }
-    if (has_dependents) {
-      for (JobId d : r->extra->dependents) {
-        Rec* dep = find(d);
-        if (!dep || is_final(dep->state)) continue;
-        if (bad) {
-          finalize(*dep, JobState::cancelled, "cancelled: dependency " + what, op);
-        } else if (dep->deps_unfinished > 0 && --dep->deps_unfinished == 0 && dep->state == JobState::waiting) {
-          make_pending(*dep, dep->run_at, op);
-        }
-      }
-    }
-  }
-
-  void wake_for_callback(Rec& p, Op& op) {
-    p.callback_pending = true;
-    p.attempt = 0;
-    make_pending(p, op.now, op);
-  }
-
-  // rescue_expired / expire_stuck: the running job loses its lease; the
-  // attempt counts as a transient failure.
-  void give_up_lease(Rec& r, std::string_view message, Op& op) {
-    if (r.cancel_requested) {
-      finalize(r, JobState::cancelled, message, op);
-    } else if (r.attempt >= r.max_attempts) {
-      finalize(r, JobState::failed, message, op);
-      r.extra->errors.back().permanent = false;  // the attempt failed transiently; the attempts ran out
-    } else {
-      add_error(r, op.now, message, false);
-      record_finish(r, FinishRecord::Type::retried, op.now);
-      make_pending(r, op.now, op);
-    }
-  }
-
-  void apply_outcome(Rec& r, const Outcome& o, Op& op) {
-    const Duration delay = std::max(o.delay, Duration::zero());
-    if (r.cancel_requested) {
-      // Whatever the handler says, it was asked to stop.
-      if (!o.error.empty()) add_error(r, op.now, o.error, false);
-      finalize(r, JobState::cancelled, {}, op);
-      return;
-    }
-    switch (o.kind) {
-      case OutcomeKind::complete:
-        if (!o.result.empty()) r.ex().result = o.result;
-        finalize(r, JobState::completed, {}, op);
-        return;
-      case OutcomeKind::retry:
-        if (r.attempt >= r.max_attempts) {
-          add_error(r, op.now, o.error, false);
-          finalize(r, JobState::failed, {}, op);
-        } else {
-          add_error(r, op.now, o.error, false);
-          record_finish(r, FinishRecord::Type::retried, op.now);
-          make_pending(r, op.now + delay, op);
-        }
-        return;
-      case OutcomeKind::fail:
-        finalize(r, JobState::failed, o.error.empty() ? std::string_view("failed") : std::string_view(o.error), op);
-        return;
-      case OutcomeKind::snooze:
-        --r.attempt;
-        make_pending(r, op.now + delay, op);
-        return;
-      case OutcomeKind::release:
-        --r.attempt;
-        make_pending(r, op.now, op);
-        return;
-      case OutcomeKind::cancelled:
-        finalize(r, JobState::cancelled, o.error, op);
-        return;
-      case OutcomeKind::wait_children:
-        if (!o.result.empty()) r.ex().result = o.result;
-        if (r.children_unfinished > 0) {
-          drop_lease(r);
-          set_state(r, JobState::waiting);
-        } else {
-          wake_for_callback(r, op);
-        }
-        return;
-    }
-  }
-
   // --- insertion (mu_ held) ---------------------------------------------------
-
-  // Everything that can make a batch fail, checked before anything changes.
-  Status check_new_jobs(std::span<const NewJob> jobs) {
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
-      if (auto s = validate(jobs[i]); !s) {
-        return make_error(ErrorCode::invalid_argument, "job " + std::to_string(i) + ": " + s.error().message());
-      }
-      for (JobId dep : jobs[i].depends_on) {
-        if (!find(dep)) {
-          return make_error(ErrorCode::not_found,
-                            "job " + std::to_string(i) + ": dependency " + std::to_string(dep) + " does not exist");
-        }
-      }
-    }
-    return {};
-  }
 
   static std::string unique_index_key(std::string_view kind, std::string_view key) {
     std::string k;
@@ -890,7 +763,7 @@ class MemoryStore final : public Store {
           break;
         case UniqueScope::period:
           // Newest first; ids grow with created_at, so the first one outside the period ends the search.
-          if (now < r.created_at + job.unique_period) return r.id;
+          if (now < detail::saturating_add(r.created_at, job.unique_period)) return r.id;
           return 0;
       }
     }
@@ -913,7 +786,7 @@ class MemoryStore final : public Store {
     UniqueEntry* unique = nullptr;
     if (!job.unique_key.empty()) {
       unique = &unique_[unique_index_key(job.kind, job.unique_key)];
-      if (JobId dup = find_duplicate(job, *unique, op.now)) return {dup, true};
+      if (JobId dup = find_duplicate(job, *unique, op.now())) return {dup, true};
     }
     Rec& r = allocate();
     r.queue = &queue_named(job.queue);
@@ -921,8 +794,8 @@ class MemoryStore final : public Store {
     r.owner = job.owner.empty() ? nullptr : intern(job.owner);
     r.args = job.args;
     r.priority = job.priority;
-    r.run_at = resolve_run_at(job, op.now);
-    r.created_at = op.now;
+    r.run_at = resolve_run_at(job, op.now());
+    r.created_at = op.now();
     r.max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
     r.on_failure = job.on_failure;
     r.parent_id = parent_id;
@@ -935,33 +808,21 @@ class MemoryStore final : public Store {
       unique->ids.push_back(r.id);
       ++unique->active;
     }
-    if (Rec* p = find(parent_id)) {
-      p->ex().children.push_back(r.id);
-      ++p->children_total;
-      ++p->children_unfinished;
+    if (parent_id != 0) {
+      find(parent_id)->ex().children.push_back(r.id);
+      op.add_children(parent_id, 1);
     }
-    std::string doomed;  // a dependency already failed or was cancelled
     for (JobId d : job.depends_on) {
       Extra& x = r.ex();
       if (std::find(x.depends_on.begin(), x.depends_on.end(), d) != x.depends_on.end()) continue;
       x.depends_on.push_back(d);
-      Rec& dep = *find(d);
-      if (dep.state == JobState::completed) continue;
-      if (is_final(dep.state)) {
-        if (doomed.empty()) {
-          doomed = "cancelled: dependency job " + std::to_string(d) + " (" + *dep.kind + ") " +
-                   (dep.state == JobState::failed ? "failed" : "was cancelled");
-        }
-        continue;
-      }
-      ++r.deps_unfinished;
-      dep.ex().dependents.push_back(r.id);
+      // Linked whatever its state: a retried job may wait for it again.
+      find(d)->ex().dependents.push_back(r.id);
     }
-    if (!doomed.empty()) {
-      finalize(r, JobState::cancelled, doomed, op);
-    } else if (r.deps_unfinished == 0) {
-      make_pending(r, r.run_at, op);
-    }
+    rules::JobHead h = head_of(r);
+    static const std::vector<JobId> kNone;
+    const auto& deps = r.extra ? r.extra->depends_on : kNone;
+    rules::place_new_job(op, h, deps);
     return {r.id, false};
   }
 

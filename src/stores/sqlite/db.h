@@ -114,4 +114,33 @@ class Db {
   std::unordered_map<const char*, Cached> cache_;
 };
 
+// One transaction, rolled back on every exit path unless committed: an
+// exception of any type (not only SqliteError) never leaves it open holding
+// the database's write lock.
+class Transaction {
+ public:
+  explicit Transaction(Db& db) : db_(db) {}
+  ~Transaction() { abandon(); }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  void begin(const char* sql) {  // "BEGIN" or "BEGIN IMMEDIATE"
+    db_.exec(sql);
+    open_ = true;
+  }
+  void commit() {
+    db_.exec("COMMIT");  // a failed COMMIT leaves the transaction open: abandon() rolls it back
+    open_ = false;
+  }
+  // Rolls back if still open; never throws.
+  void abandon() noexcept {
+    if (open_ && !sqlite3_get_autocommit(db_.handle())) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+    open_ = false;
+  }
+
+ private:
+  Db& db_;
+  bool open_ = false;
+};
+
 }  // namespace porter::detail

@@ -9,6 +9,9 @@
 // jobs_next_run: next_run_at asks for a queue's earliest pending run_at,
 // which the claim index (ordered by priority first) can only answer by
 // scanning every pending job of the queue; with it the answer is one seek.
+// Version 3 keeps, per job, its final run's own run time (the handler's, not
+// started -> finished, which includes time in an engine's buffer) and queue
+// latency (due -> started), for stats.
 #include "stores/sqlite/schema.h"
 
 #include <string>
@@ -109,6 +112,13 @@ UPDATE porter_meta SET value = '2' WHERE key = 'schema_version';
 PRAGMA user_version = 2;
 )sql";
 
+constexpr const char* kMigrateV2ToV3 = R"sql(
+ALTER TABLE jobs ADD COLUMN run_time INTEGER;       -- the final run's own run time; NULL: started -> finished
+ALTER TABLE jobs ADD COLUMN queue_latency INTEGER;  -- the final run's due -> started; NULL: unknown
+UPDATE porter_meta SET value = '3' WHERE key = 'schema_version';
+PRAGMA user_version = 3;
+)sql";
+
 static_assert(kPorterApplicationId == 1347375700, "kSchemaV1 spells the application id in decimal");
 
 std::int64_t pragma_int(Db& db, const char* sql) {
@@ -169,7 +179,8 @@ Status migrate(Db& db) {
   }
   if (version == 0) db.exec(kSchemaV1);
   if (version < 2) db.exec(kMigrateV1ToV2);
-  // Future versions: `if (version < 3) db.exec(kMigrateV2ToV3);` and so on, each bumping user_version.
+  if (version < 3) db.exec(kMigrateV2ToV3);
+  // Future versions: `if (version < 4) db.exec(kMigrateV3ToV4);` and so on, each bumping user_version.
   return {};
 }
 

@@ -33,6 +33,10 @@
 //
 // Time comes from the injected clock, stored as int64 microseconds since the
 // Unix epoch.
+//
+// Transitions. What finish, cancel, rescue, retry_job and insert placement
+// mean is decided in src/rules/, shared with every store; this file maps it
+// onto rows (SqliteTx below is the rules' transaction adapter).
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -50,7 +54,8 @@
 #include <unordered_map>
 
 #include "core/callback_set.h"
-#include "rules/store_rules.h"
+#include "core/bounds.h"
+#include "rules/rules.h"
 #include "porter/sqlite_store.h"
 #include "stores/sqlite/db.h"
 #include "stores/sqlite/schema.h"
@@ -200,25 +205,6 @@ struct PendingEvent {
   JobState state = JobState::pending;
 };
 
-// What a job's row says about it, for the transitions of finish/cancel/rescue.
-struct JobHead {
-  JobId id = 0;
-  JobState state = JobState::pending;
-  std::uint64_t token = 0;
-  int attempt = 0;
-  int max_attempts = 0;
-  bool cancel_requested = false;
-  int children_unfinished = 0;
-  int dependencies_unfinished = 0;
-  std::optional<JobId> parent_id;
-  ChildFailurePolicy on_failure = ChildFailurePolicy::fail_parent;
-  std::int64_t dependent_count = 0;
-  std::string queue;
-  std::string kind;
-  TimePoint run_at{};
-  int children_total = 0;
-};
-
 class SqliteStore final : public Store {
  public:
   SqliteStore(std::unique_ptr<Db> db, std::shared_ptr<Clock> clock, std::string path, bool wal)
@@ -265,28 +251,48 @@ class SqliteStore final : public Store {
   template <class Fn>
   auto transact(TxKind kind, std::string_view what, Fn&& fn) -> decltype(fn());
 
+  // The rules' transaction adapter over this store's rows (mu_ held).
+  class SqliteTx final : public rules::Tx {
+   public:
+    explicit SqliteTx(SqliteStore& store) : store_(store) {}
+    // Forgets what an earlier transaction left (it may have ended by an exception).
+    void begin() {
+      finals.clear();
+      run_ = {};
+    }
+    TimePoint now() const override { return store_.now_; }
+    std::optional<rules::JobHead> read(JobId id) override { return store_.head(id); }
+    void write(const rules::JobHead& h) override;
+    void unfinished_children(JobId id, std::vector<JobId>& out) override;
+    void dependents(JobId id, std::vector<JobId>& out) override;
+    void dependencies(JobId id, std::vector<JobId>& out) override;
+    void add_children(JobId parent, int n) override;
+    std::string kind_of(JobId id) override;
+    std::string last_error(JobId id) override;
+    void add_error(const rules::JobHead& h, std::string_view message, bool permanent, bool retried) override;
+    void set_result(JobId id, std::string_view result) override;
+    void record_run(const rules::JobHead& h, rules::RunEnd end, Duration run_time, Duration latency) override;
+    void emit(StoreEvent::Type type, const rules::JobHead& h) override;
+
+   private:
+    SqliteStore& store_;
+    struct Run {
+      JobId id = 0;
+      Duration run_time{0};
+      Duration latency{0};
+    } run_;  // recorded by record_run, stored by the next write of that job
+  };
+
   // --- helpers run inside a transaction (mu_ held) ---
-  Result<InsertResult> insert_one(const NewJob& job, std::optional<JobId> parent, std::size_t index);
+  Result<InsertResult> insert_one(const NewJob& job, std::optional<JobId> parent);
   Result<std::vector<InsertResult>> insert_all(std::span<const NewJob> jobs, std::optional<JobId> parent);
   void insert_plain(std::span<const NewJob> jobs, std::optional<JobId> parent, std::vector<InsertResult>& out);
   const char* plain_insert_sql(std::size_t rows);
-  std::optional<JobHead> head(JobId id);
-  std::optional<JobHead> live(const LeaseRef& ref);
+  std::optional<rules::JobHead> head(JobId id, std::uint64_t* token = nullptr);
+  std::optional<rules::JobHead> live(const LeaseRef& ref);
   JobState current_state(JobId id);
-  void add_error(const JobHead& job, std::string_view message, bool permanent, bool retried);
-  void finalize(const JobHead& job, JobState state, std::string_view error);
-  void make_pending(const JobHead& job, TimePoint run_at, int attempt_delta);
-  void request_cancel(const JobHead& job);
-  void cancel_descendants(JobId root, std::string_view why);
-  std::vector<JobId> unfinished_children(JobId parent);
-  void run_effects();
-  void after_final(JobId id);
-  void wake_for_callback(const JobHead& job);
-  void give_up_lease(const JobHead& job, const std::string& message);
   Job load_details(JobRow row);
   void delete_job(JobId id);
-  JobState apply_outcome(const JobHead& job, const Outcome& outcome);
-  void set_result(JobId id, const std::string& result);
   void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending) {
     events_.push_back({type, std::string(queue), job, state});
   }
@@ -297,7 +303,8 @@ class SqliteStore final : public Store {
   std::unique_ptr<Db> db_;
   TimePoint now_{};                  // the clock read once at the start of the transaction
   std::vector<PendingEvent> events_; // events of the running transaction
-  std::vector<JobId> finals_;        // jobs made final whose relatives still need updating
+  SqliteTx tx_{*this};               // the rules' adapter; its worklist is per transaction
+  std::unordered_map<JobId, std::string> queue_of_;  // queues of the jobs read in this transaction (for events)
   // The multi-row INSERT texts of insert_plain, one per chunk size in
   // kPlainInsertRows, built on first use; their c_str() is the statement
   // cache's key, so they live as long as the store (guarded by mu_).
@@ -329,32 +336,29 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
   std::vector<PendingEvent> delivered;
   for (int attempt = 0;; ++attempt) {
     std::unique_lock lock(mu_);
-    bool in_tx = false;
+    detail::Transaction tx(*db_);  // rolls back on any exit that does not commit, exceptions included
     try {
-      db_->exec(kind == TxKind::write ? "BEGIN IMMEDIATE" : "BEGIN");
-      in_tx = true;
+      tx.begin(kind == TxKind::write ? "BEGIN IMMEDIATE" : "BEGIN");
       now_ = clock_->now();
       events_.clear();
-      finals_.clear();
+      tx_.begin();
+      queue_of_.clear();
       R result = fn();
       if (!result.has_value()) {
-        db_->exec("ROLLBACK");
+        tx.abandon();
         events_.clear();
         return result;
       }
-      run_effects();
+      rules::run_effects(tx_);
       coalesce_available(events_);
-      db_->exec("COMMIT");
-      in_tx = false;
+      tx.commit();
       delivered.swap(events_);
       lock.unlock();
       deliver(delivered);
       return result;
     } catch (const SqliteError& e) {
+      tx.abandon();
       events_.clear();
-      if (in_tx || !sqlite3_get_autocommit(db_->handle())) {
-        sqlite3_exec(db_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
-      }
       if (e.busy() && attempt + 1 < kBusyRetries) continue;
       return detail::to_error(e, std::string(what) + " on '" + path_ + "'");
     }
@@ -371,29 +375,31 @@ void SqliteStore::remove_listener(std::uint64_t id) { listeners_.remove(id); }
 
 // --- helpers -----------------------------------------------------------------
 
-std::optional<JobHead> SqliteStore::head(JobId id) {
+std::optional<rules::JobHead> SqliteStore::head(JobId id, std::uint64_t* token) {
   auto q = db_->query(
-      "SELECT state, lease_token, attempt, max_attempts, cancel_requested, children_unfinished, "
-      "dependencies_unfinished, parent_id, on_failure, dependent_count, queue, kind, run_at, children_total FROM jobs "
-      "WHERE id = ?");
+      "SELECT state, run_at, started_at, finished_at, attempt, max_attempts, cancel_requested, callback_pending, "
+      "parent_id, on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, "
+      "lease_token FROM jobs WHERE id = ?");
   q.bind(0, id);
   if (!q.step()) return std::nullopt;
-  JobHead h;
+  rules::JobHead h;
   h.id = id;
   h.state = static_cast<JobState>(q.i32(0));
-  h.token = static_cast<std::uint64_t>(q.i64(1));
-  h.attempt = q.i32(2);
-  h.max_attempts = q.i32(3);
-  h.cancel_requested = q.flag(4);
-  h.children_unfinished = q.i32(5);
-  h.dependencies_unfinished = q.i32(6);
-  h.parent_id = q.opt_i64(7);
-  h.on_failure = static_cast<ChildFailurePolicy>(q.i32(8));
-  h.dependent_count = q.i64(9);
-  h.queue = q.text(10);
-  h.kind = q.text(11);
-  h.run_at = tp(q.i64(12));
-  h.children_total = q.i32(13);
+  h.run_at = tp(q.i64(1));
+  if (!q.is_null(2)) h.started_at = tp(q.i64(2));
+  if (!q.is_null(3)) h.finished_at = tp(q.i64(3));
+  h.attempt = q.i32(4);
+  h.max_attempts = q.i32(5);
+  h.cancel_requested = q.flag(6);
+  h.callback_pending = q.flag(7);
+  h.parent_id = q.opt_i64(8).value_or(0);
+  h.on_failure = static_cast<ChildFailurePolicy>(q.i32(9));
+  h.children_total = q.i32(10);
+  h.children_unfinished = q.i32(11);
+  h.dependencies_unfinished = q.i32(12);
+  h.has_dependents = q.i64(13) > 0;
+  queue_of_.try_emplace(id, q.text(14));
+  if (token) *token = static_cast<std::uint64_t>(q.i64(15));
   return h;
 }
 
@@ -411,167 +417,113 @@ Error stale(const LeaseRef& ref) {
 }
 
 // The job when `ref` is its live lease: running with that token. An expired
-// lease nobody rescued yet is still live (the token decides, as in MemoryStore).
-std::optional<JobHead> SqliteStore::live(const LeaseRef& ref) {
-  auto h = head(ref.id);
-  if (!h || h->state != JobState::running || h->token != ref.token) return std::nullopt;
+// lease nobody rescued yet is still live (the token decides).
+std::optional<rules::JobHead> SqliteStore::live(const LeaseRef& ref) {
+  std::uint64_t token = 0;
+  auto h = head(ref.id, &token);
+  if (!h || h->state != JobState::running || token != ref.token) return std::nullopt;
   return h;
 }
 
-void SqliteStore::add_error(const JobHead& job, std::string_view message, bool permanent, bool retried) {
+// --- the rules' adapter --------------------------------------------------------
+
+// Leaving `running` drops the lease (the token stays: it only grows). A run
+// recorded just before (record_run) is stored by the same statement.
+#define PORTER_HEAD_UPDATE                                                                                      \
+  "UPDATE jobs SET state = ?2, run_at = ?3, attempt = ?4, max_attempts = ?5, cancel_requested = ?6, "         \
+  "callback_pending = ?7, children_unfinished = ?8, dependencies_unfinished = ?9, finished_at = ?10, "        \
+  "lease_worker = CASE WHEN ?2 = 1 THEN lease_worker END, lease_expires = CASE WHEN ?2 = 1 THEN lease_expires " \
+  "END"
+
+void SqliteStore::SqliteTx::write(const rules::JobHead& h) {
+  const bool with_run = run_.id == h.id;
+  auto q = store_.db_->query(with_run ? PORTER_HEAD_UPDATE ", run_time = ?11, queue_latency = ?12 WHERE id = ?1"
+                                      : PORTER_HEAD_UPDATE " WHERE id = ?1");
+  if (with_run) {
+    q.bind(10, static_cast<std::int64_t>(run_.run_time.count())).bind(11, static_cast<std::int64_t>(run_.latency.count()));
+    run_ = {};
+  }
+  q.bind(0, h.id).bind(1, state_int(h.state)).bind(2, us(h.run_at)).bind(3, h.attempt).bind(4, h.max_attempts);
+  q.bind(5, h.cancel_requested).bind(6, h.callback_pending).bind(7, h.children_unfinished);
+  q.bind(8, h.dependencies_unfinished);
+  q.bind(9, h.finished_at ? std::optional<std::int64_t>(us(*h.finished_at)) : std::nullopt);
+  q.run();
+}
+
+void SqliteStore::SqliteTx::unfinished_children(JobId id, std::vector<JobId>& out) {
+  auto q = store_.db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2) ORDER BY id");
+  q.bind(0, id);
+  while (q.step()) out.push_back(q.i64(0));
+}
+
+void SqliteStore::SqliteTx::dependents(JobId id, std::vector<JobId>& out) {
+  auto q = store_.db_->query("SELECT job_id FROM dependencies WHERE depends_on = ?");
+  q.bind(0, id);
+  while (q.step()) out.push_back(q.i64(0));
+}
+
+void SqliteStore::SqliteTx::dependencies(JobId id, std::vector<JobId>& out) {
+  auto q = store_.db_->query("SELECT depends_on FROM dependencies WHERE job_id = ? ORDER BY seq");
+  q.bind(0, id);
+  while (q.step()) out.push_back(q.i64(0));
+}
+
+void SqliteStore::SqliteTx::add_children(JobId parent, int n) {
+  auto q = store_.db_->query(
+      "UPDATE jobs SET children_total = children_total + ?2, children_unfinished = children_unfinished + ?2 "
+      "WHERE id = ?1");
+  q.bind(0, parent).bind(1, n);
+  q.run();
+}
+
+std::string SqliteStore::SqliteTx::kind_of(JobId id) {
+  auto q = store_.db_->query("SELECT kind FROM jobs WHERE id = ?");
+  q.bind(0, id);
+  return q.step() ? q.text(0) : std::string();
+}
+
+std::string SqliteStore::SqliteTx::last_error(JobId id) {
+  auto q = store_.db_->query("SELECT message FROM attempt_errors WHERE job_id = ? ORDER BY seq DESC LIMIT 1");
+  q.bind(0, id);
+  return q.step() ? q.text(0) : std::string();
+}
+
+void SqliteStore::SqliteTx::add_error(const rules::JobHead& h, std::string_view message, bool permanent,
+                                      bool retried) {
   std::string clipped = clip_message(message);
   {
-    auto q = db_->query(
+    auto q = store_.db_->query(
         "INSERT INTO attempt_errors(job_id, seq, attempt, at, message, permanent, retried) "
-        "SELECT ?1, error_count, attempt, ?2, ?3, ?4, ?5 FROM jobs WHERE id = ?1");
-    q.bind(0, job.id).bind(1, us(now_)).bind(2, clipped).bind(3, permanent).bind(4, retried);
+        "SELECT ?1, error_count, ?6, ?2, ?3, ?4, ?5 FROM jobs WHERE id = ?1");
+    q.bind(0, h.id).bind(1, us(store_.now_)).bind(2, clipped).bind(3, permanent).bind(4, retried).bind(5, h.attempt);
     q.run();
   }
-  auto q = db_->query("UPDATE jobs SET error_count = error_count + 1 WHERE id = ?");
-  q.bind(0, job.id);
+  auto q = store_.db_->query("UPDATE jobs SET error_count = error_count + 1 WHERE id = ?");
+  q.bind(0, h.id);
   q.run();
 }
 
-// Pending again at `run_at`, lease dropped; `attempt_delta` -1 hands the attempt back.
-void SqliteStore::make_pending(const JobHead& job, TimePoint run_at, int attempt_delta) {
-  auto q = db_->query(
-      "UPDATE jobs SET state = 0, run_at = ?2, attempt = attempt + ?3, lease_worker = NULL, "
-      "lease_expires = NULL WHERE id = ?1");
-  q.bind(0, job.id).bind(1, us(run_at)).bind(2, attempt_delta);
+void SqliteStore::SqliteTx::set_result(JobId id, std::string_view result) {
+  auto q = store_.db_->query("UPDATE jobs SET result = ? WHERE id = ?");
+  q.bind(0, result).bind(1, id);
   q.run();
-  emit(StoreEvent::Type::available, job.queue, job.id);
 }
 
-// Moves a job into a final state; its relatives are updated by run_effects().
-void SqliteStore::finalize(const JobHead& job, JobState state, std::string_view error) {
-  if (!error.empty()) add_error(job, error, true, false);
-  auto q = db_->query(
-      "UPDATE jobs SET state = ?2, finished_at = ?3, lease_worker = NULL, lease_expires = NULL, "
-      "callback_pending = CASE WHEN ?2 = 3 THEN 0 ELSE callback_pending END WHERE id = ?1");
-  q.bind(0, job.id).bind(1, state_int(state)).bind(2, us(now_));
-  q.run();
-  emit(StoreEvent::Type::finished, job.queue, job.id, state);
-  // Only a job with relatives has effects (the common lone job skips them).
-  bool has_relatives = job.parent_id || job.dependent_count > 0 || (state != JobState::completed && job.children_total > 0);
-  if (has_relatives) finals_.push_back(job.id);
+// Retried runs are counted from attempt_errors.retried; final runs keep their times.
+void SqliteStore::SqliteTx::record_run(const rules::JobHead& h, rules::RunEnd end, Duration run_time,
+                                       Duration latency) {
+  if (end == rules::RunEnd::retried) return;
+  run_ = {h.id, run_time, latency};  // stored by the write() that follows
 }
 
-void SqliteStore::request_cancel(const JobHead& job) {
-  if (job.cancel_requested) return;
-  auto q = db_->query("UPDATE jobs SET cancel_requested = 1 WHERE id = ?");
-  q.bind(0, job.id);
-  q.run();
-  emit(StoreEvent::Type::cancel_requested, job.queue, job.id, JobState::running);
-}
-
-// Every unfinished descendant of `root`: pending and waiting ones are
-// cancelled now, running ones asked to stop (and their descendants cancelled).
-void SqliteStore::cancel_descendants(JobId root, std::string_view why) {
-  std::vector<JobId> todo = unfinished_children(root);
-  while (!todo.empty()) {
-    JobId id = todo.back();
-    todo.pop_back();
-    auto c = head(id);
-    if (!c || is_final(c->state)) continue;
-    if (c->state == JobState::running) {
-      request_cancel(*c);
-    } else {
-      finalize(*c, JobState::cancelled, why);
-    }
-    auto more = unfinished_children(id);
-    todo.insert(todo.end(), more.begin(), more.end());
+void SqliteStore::SqliteTx::emit(StoreEvent::Type type, const rules::JobHead& h) {
+  auto it = store_.queue_of_.find(h.id);
+  if (it == store_.queue_of_.end()) {
+    auto q = store_.db_->query("SELECT queue FROM jobs WHERE id = ?");
+    q.bind(0, h.id);
+    it = store_.queue_of_.try_emplace(h.id, q.step() ? q.text(0) : std::string()).first;
   }
-}
-
-std::vector<JobId> SqliteStore::unfinished_children(JobId parent) {
-  std::vector<JobId> ids;
-  auto q = db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2) ORDER BY id");
-  q.bind(0, parent);
-  while (q.step()) ids.push_back(q.i64(0));
-  return ids;
-}
-
-// Jobs that became final in this transaction update their parent, dependents
-// and descendants. A worklist, not recursion: chains can be long.
-void SqliteStore::run_effects() {
-  while (!finals_.empty()) {
-    JobId id = finals_.back();
-    finals_.pop_back();
-    after_final(id);
-  }
-}
-
-void SqliteStore::after_final(JobId id) {
-  auto r = head(id);
-  if (!r || !is_final(r->state)) return;  // retried again meanwhile: nothing to propagate
-  const bool bad = r->state != JobState::completed;
-  const std::string what = "job " + std::to_string(id) + " (" + r->kind + ") " +
-                           (r->state == JobState::failed ? "failed" : "was cancelled");
-  if (bad) cancel_descendants(id, "cancelled: parent " + what);
-  if (r->parent_id) {
-    if (auto p = head(*r->parent_id); p && !is_final(p->state)) {
-      if (p->children_unfinished > 0) {
-        auto q = db_->query("UPDATE jobs SET children_unfinished = children_unfinished - 1 WHERE id = ?");
-        q.bind(0, p->id);
-        q.run();
-        --p->children_unfinished;
-      }
-      if (bad && r->on_failure == ChildFailurePolicy::fail_parent && !p->cancel_requested) {
-        std::string message = "child " + what;
-        auto q = db_->query("SELECT message FROM attempt_errors WHERE job_id = ? ORDER BY seq DESC LIMIT 1");
-        q.bind(0, id);
-        if (q.step()) message += ": " + q.text(0);
-        q.run();
-        finalize(*p, JobState::failed, message);
-      } else if (p->children_unfinished == 0 && p->state == JobState::waiting && p->dependencies_unfinished == 0) {
-        wake_for_callback(*p);
-      }
-    }
-  }
-  if (r->dependent_count > 0) {
-    std::vector<JobId> dependents;
-    {
-      auto q = db_->query("SELECT job_id FROM dependencies WHERE depends_on = ?");
-      q.bind(0, id);
-      while (q.step()) dependents.push_back(q.i64(0));
-    }
-    for (JobId d : dependents) {
-      auto dep = head(d);
-      if (!dep || is_final(dep->state)) continue;
-      if (bad) {
-        finalize(*dep, JobState::cancelled, "cancelled: dependency " + what);
-      } else if (dep->dependencies_unfinished > 0) {
-        auto q = db_->query("UPDATE jobs SET dependencies_unfinished = dependencies_unfinished - 1 WHERE id = ?");
-        q.bind(0, d);
-        q.run();
-        if (dep->dependencies_unfinished == 1 && dep->state == JobState::waiting) make_pending(*dep, dep->run_at, 0);
-      }
-    }
-  }
-}
-
-// Every child is final: the parent runs again as its callback phase.
-void SqliteStore::wake_for_callback(const JobHead& job) {
-  auto q = db_->query(
-      "UPDATE jobs SET state = 0, run_at = ?2, attempt = 0, callback_pending = 1, lease_worker = NULL, "
-      "lease_expires = NULL WHERE id = ?1");
-  q.bind(0, job.id).bind(1, us(now_));
-  q.run();
-  emit(StoreEvent::Type::available, job.queue, job.id);
-}
-
-// rescue_expired / expire_stuck: the running job loses its lease; the attempt
-// counts as a transient failure.
-void SqliteStore::give_up_lease(const JobHead& job, const std::string& message) {
-  if (job.cancel_requested) {
-    finalize(job, JobState::cancelled, message);
-  } else if (job.attempt >= job.max_attempts) {
-    add_error(job, message, false, false);  // the attempt failed transiently; the attempts ran out
-    finalize(job, JobState::failed, {});
-  } else {
-    add_error(job, message, false, true);
-    make_pending(job, now_, 0);
-  }
+  store_.emit(type, it->second, h.id, h.state);
 }
 
 // Deletes a job with its history (its rows in every table).
@@ -606,7 +558,7 @@ Job SqliteStore::load_details(JobRow row) {
 
 // --- producers ---------------------------------------------------------------
 
-Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<JobId> parent, std::size_t index) {
+Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<JobId> parent) {
   if (!job.unique_key.empty()) {
     // The newest job with the key that is within the new job's scope.
     const char* sql = nullptr;
@@ -623,60 +575,34 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
     }
     auto q = db_->query(sql);
     q.bind(0, job.kind).bind(1, job.unique_key);
-    if (job.unique_scope == UniqueScope::period) q.bind(2, us(now_ - job.unique_period));
+    if (job.unique_scope == UniqueScope::period) q.bind(2, us(detail::saturating_sub(now_, job.unique_period)));
     if (q.step()) return InsertResult{q.i64(0), true};
   }
 
-  // Dependencies: each must exist; a failed or cancelled one cancels this job.
+  // Stored waiting with no counts; the rules place it (rules::place_new_job).
   std::vector<JobId> deps;
   for (JobId d : job.depends_on) {
     if (std::find(deps.begin(), deps.end(), d) == deps.end()) deps.push_back(d);
   }
-  int unfinished = 0;
-  std::string doomed;
-  for (JobId d : deps) {
-    auto dep = head(d);
-    if (!dep) {
-      return make_error(ErrorCode::not_found,
-                        "job " + std::to_string(index) + ": dependency " + std::to_string(d) + " does not exist");
-    }
-    if (dep->state == JobState::completed) continue;
-    if (is_final(dep->state)) {
-      if (doomed.empty()) {
-        doomed = "cancelled: dependency job " + std::to_string(d) + " (" + dep->kind + ") " +
-                 (dep->state == JobState::failed ? "failed" : "was cancelled");
-      }
-      continue;
-    }
-    ++unfinished;
-  }
-  // A doomed job is stored waiting and finalized below, so its parent and
-  // counters see an ordinary transition.
-  JobState state = !doomed.empty() || unfinished > 0 ? JobState::waiting : JobState::pending;
-  TimePoint run_at = resolve_run_at(job, now_);
-  int max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
-
-  JobHead h;
+  rules::JobHead h;
+  h.state = JobState::waiting;
+  h.run_at = resolve_run_at(job, now_);
+  h.max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
+  h.parent_id = parent.value_or(0);
+  h.on_failure = job.on_failure;
   {
     auto q = db_->query(
         "INSERT INTO jobs(kind, args, queue, priority, state, run_at, max_attempts, owner, unique_key, description, "
-        "parent_id, on_failure, created_at, dependencies_unfinished, dependency_count) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
-    q.bind(0, job.kind).bind(1, job.args).bind(2, job.queue).bind(3, job.priority).bind(4, state_int(state));
-    q.bind(5, us(run_at)).bind(6, max_attempts).bind(7, job.owner).bind_text_or_null(8, job.unique_key);
+        "parent_id, on_failure, created_at, dependency_count) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+    q.bind(0, job.kind).bind(1, job.args).bind(2, job.queue).bind(3, job.priority).bind(4, state_int(h.state));
+    q.bind(5, us(h.run_at)).bind(6, h.max_attempts).bind(7, job.owner).bind_text_or_null(8, job.unique_key);
     q.bind(9, job.description).bind(10, parent).bind(11, static_cast<int>(job.on_failure)).bind(12, us(now_));
-    q.bind(13, unfinished).bind(14, static_cast<std::int64_t>(deps.size()));
+    q.bind(13, static_cast<std::int64_t>(deps.size()));
     q.run();
     h.id = db_->last_insert_rowid();
   }
-  h.state = state;
-  h.max_attempts = max_attempts;
-  h.dependencies_unfinished = unfinished;
-  h.parent_id = parent;
-  h.on_failure = job.on_failure;
-  h.queue = job.queue;
-  h.kind = job.kind;
-  h.run_at = run_at;
+  queue_of_.try_emplace(h.id, job.queue);
   for (std::size_t i = 0; i < deps.size(); ++i) {
     {
       auto q = db_->query("INSERT INTO dependencies(job_id, depends_on, seq) VALUES (?, ?, ?)");
@@ -687,30 +613,10 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
     q.bind(0, deps[i]);
     q.run();
   }
-  if (parent) {
-    auto q = db_->query(
-        "UPDATE jobs SET children_total = children_total + 1, children_unfinished = children_unfinished + 1 "
-        "WHERE id = ?");
-    q.bind(0, *parent);
-    q.run();
-  }
-  if (!doomed.empty()) {
-    finalize(h, JobState::cancelled, doomed);
-  } else if (state == JobState::pending) {
-    emit(StoreEvent::Type::available, job.queue, h.id);
-  }
+  if (parent) tx_.add_children(*parent, 1);
+  rules::place_new_job(tx_, h, deps);
   return InsertResult{h.id, false};
 }
-
-Status validate_all(std::span<const NewJob> jobs) {
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (auto s = validate(jobs[i]); !s) {
-      return make_error(s.error().code(), "job " + std::to_string(i) + ": " + s.error().message());
-    }
-  }
-  return {};
-}
-
 
 // A job with no unique key and no dependencies needs no lookup before its
 // row is written and no rows besides it: such "plain" jobs are written with
@@ -772,13 +678,7 @@ void SqliteStore::insert_plain(std::span<const NewJob> jobs, std::optional<JobId
     }
   }
   if (jobs.empty()) return;
-  if (parent) {
-    auto q = db_->query(
-        "UPDATE jobs SET children_total = children_total + ?2, children_unfinished = children_unfinished + ?2 "
-        "WHERE id = ?1");
-    q.bind(0, *parent).bind(1, static_cast<std::int64_t>(jobs.size()));
-    q.run();
-  }
+  if (parent) tx_.add_children(*parent, static_cast<int>(jobs.size()));
   // One wake-up per queue is all listeners get after coalescing anyway.
   std::string_view last_queue;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
@@ -802,7 +702,7 @@ Result<std::vector<InsertResult>> SqliteStore::insert_all(std::span<const NewJob
     while (run < jobs.size() && is_plain(jobs[run])) ++run;
     insert_plain(jobs.subspan(i, run - i), parent, out);
     if (run == jobs.size()) break;
-    auto r = insert_one(jobs[run], parent, run);
+    auto r = insert_one(jobs[run], parent);
     if (!r) return std::move(r).error();
     out.push_back(*r);
     i = run + 1;
@@ -811,23 +711,20 @@ Result<std::vector<InsertResult>> SqliteStore::insert_all(std::span<const NewJob
 }
 
 Result<std::vector<InsertResult>> SqliteStore::insert(std::span<const NewJob> jobs) {
-  if (auto s = validate_all(jobs); !s) return s.error();
+  if (auto s = rules::validate_batch(jobs); !s) return s.error();
   if (jobs.empty()) return std::vector<InsertResult>{};
-  return transact(TxKind::write, "insert", [&]() { return insert_all(jobs, std::nullopt); });
+  return transact(TxKind::write, "insert", [&]() -> Result<std::vector<InsertResult>> {
+    if (auto s = rules::check_dependencies_exist(tx_, jobs); !s) return s.error();
+    return insert_all(jobs, std::nullopt);
+  });
 }
 
 Result<std::vector<InsertResult>> SqliteStore::spawn(const LeaseRef& parent, std::span<const NewJob> children) {
-  if (auto s = validate_all(children); !s) return s.error();
+  if (auto s = rules::validate_batch(children); !s) return s.error();
   return transact(TxKind::write, "spawn", [&]() -> Result<std::vector<InsertResult>> {
     if (!live(parent)) return stale(parent);
-    std::vector<JobId> ancestors{parent.id};
-    for (;;) {
-      auto q = db_->query("SELECT parent_id FROM jobs WHERE id = ? AND parent_id IS NOT NULL");
-      q.bind(0, ancestors.back());
-      if (!q.step()) break;
-      ancestors.push_back(q.i64(0));
-    }
-    if (auto s = detail::check_children_do_not_depend_on_ancestors(children, ancestors); !s) return s.error();
+    if (auto s = rules::check_dependencies_exist(tx_, children); !s) return s.error();
+    if (auto s = rules::check_no_cycle(tx_, parent.id, children); !s) return s.error();
     return insert_all(children, parent.id);
   });
 }
@@ -855,7 +752,7 @@ Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
           "lease_expires = ?2, started_at = ?3 "
           "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
           "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS);
-      q.bind(0, request.worker).bind(1, us(now_ + request.lease_for)).bind(2, us(now_));
+      q.bind(0, request.worker).bind(1, us(detail::saturating_add(now_, request.lease_for))).bind(2, us(now_));
       q.bind(3, request.queue).bind(4, request.limit);
       while (q.step()) rows.push_back(read_job(q));
     }
@@ -877,7 +774,7 @@ Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef
       auto q = db_->query(
           "UPDATE jobs SET lease_expires = ?3 WHERE id = ?1 AND state = 1 AND lease_token = ?2 "
           "RETURNING cancel_requested");
-      q.bind(0, l.id).bind(1, static_cast<std::int64_t>(l.token)).bind(2, us(now_ + extend_by));
+      q.bind(0, l.id).bind(1, static_cast<std::int64_t>(l.token)).bind(2, us(detail::saturating_add(now_, extend_by)));
       LeaseStatus st;
       if (q.step()) {
         st.held = true;
@@ -890,12 +787,6 @@ Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef
 }
 
 Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> outcomes) {
-  for (const auto& o : outcomes) {
-    if (o.result.size() > kMaxArgsBytes) {
-      return make_error(ErrorCode::invalid_argument, "job " + std::to_string(o.lease.id) + ": result is over " +
-                                                         std::to_string(kMaxArgsBytes) + " bytes");
-    }
-  }
   return transact(TxKind::write, "finish", [&]() -> Result<std::vector<FinishResult>> {
     std::vector<FinishResult> out;
     out.reserve(outcomes.size());
@@ -905,12 +796,12 @@ Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> o
         out.push_back({stale(o.lease), current_state(o.lease.id)});
         continue;
       }
-      out.push_back({Status{}, apply_outcome(*h, o)});
+      out.push_back({Status{}, rules::apply_outcome(tx_, *h, o)});
     }
     // Effects may move a job again (a child failing its parent), so report
     // the state after the whole transaction.
-    bool effects = !finals_.empty();
-    run_effects();
+    bool effects = !tx_.finals.empty();
+    rules::run_effects(tx_);
     for (std::size_t i = 0; effects && i < outcomes.size(); ++i) {
       if (out[i].status) out[i].state = current_state(outcomes[i].lease.id);
     }
@@ -918,65 +809,8 @@ Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> o
   });
 }
 
-JobState SqliteStore::apply_outcome(const JobHead& h, const Outcome& o) {
-  const Duration delay = std::max(o.delay, Duration::zero());  // negative delays count as zero
-  if (h.cancel_requested) {
-    // Whatever the handler says, it was asked to stop.
-    if (!o.error.empty()) add_error(h, o.error, false, false);
-    finalize(h, JobState::cancelled, {});
-    return JobState::cancelled;
-  }
-  switch (o.kind) {
-    case OutcomeKind::complete:
-      if (!o.result.empty()) set_result(h.id, o.result);
-      finalize(h, JobState::completed, {});
-      return JobState::completed;
-    case OutcomeKind::retry: {
-      bool last = h.attempt >= h.max_attempts;
-      add_error(h, o.error, false, !last);
-      if (last) {
-        finalize(h, JobState::failed, {});
-        return JobState::failed;
-      }
-      make_pending(h, now_ + delay, 0);
-      return JobState::pending;
-    }
-    case OutcomeKind::fail:
-      finalize(h, JobState::failed, o.error.empty() ? std::string_view("failed") : std::string_view(o.error));
-      return JobState::failed;
-    case OutcomeKind::snooze:
-      make_pending(h, now_ + delay, -1);
-      return JobState::pending;
-    case OutcomeKind::release:
-      make_pending(h, now_, -1);
-      return JobState::pending;
-    case OutcomeKind::cancelled:
-      finalize(h, JobState::cancelled, o.error);
-      return JobState::cancelled;
-    case OutcomeKind::wait_children:
-      if (!o.result.empty()) set_result(h.id, o.result);
-      if (h.children_unfinished > 0) {
-        auto q = db_->query("UPDATE jobs SET state = 2, lease_worker = NULL, lease_expires = NULL WHERE id = ?");
-        q.bind(0, h.id);
-        q.run();
-        return JobState::waiting;
-      }
-      wake_for_callback(h);
-      return JobState::pending;
-  }
-  return JobState::pending;
-}
-
-void SqliteStore::set_result(JobId id, const std::string& result) {
-  auto q = db_->query("UPDATE jobs SET result = ? WHERE id = ?");
-  q.bind(0, result).bind(1, id);
-  q.run();
-}
-
 Status SqliteStore::report_progress(const LeaseRef& lease, const Progress& progress) {
-  if (progress.done < 0 || progress.total < 0) {
-    return make_error(ErrorCode::invalid_argument, "progress counts must not be negative");
-  }
+  if (auto s = rules::check_progress(progress); !s) return s;
   std::string message = clip_message(progress.message);
   return transact(TxKind::write, "report_progress", [&]() -> Status {
     if (!live(lease)) return stale(lease);
@@ -1022,7 +856,7 @@ Result<std::vector<JobId>> SqliteStore::rescue_expired() {
       while (q.step()) ids.push_back(q.i64(0));
     }
     for (JobId id : ids) {
-      if (auto h = head(id); h && h->state == JobState::running) give_up_lease(*h, "lease expired");
+      if (auto h = head(id); h && h->state == JobState::running) rules::give_up_lease(tx_, *h, "lease expired");
     }
     return ids;
   });
@@ -1044,15 +878,7 @@ Result<CancelResult> SqliteStore::cancel(JobId id, std::string_view reason) {
   return transact(TxKind::write, "cancel", [&]() -> Result<CancelResult> {
     auto h = head(id);
     if (!h) return not_found(id);
-    if (is_final(h->state)) return CancelResult::already_finished;
-    std::string why = reason.empty() ? std::string("cancelled") : "cancelled: " + std::string(reason);
-    if (h->state == JobState::running) {
-      request_cancel(*h);
-      cancel_descendants(id, why);
-      return CancelResult::requested;
-    }
-    finalize(*h, JobState::cancelled, why);
-    return CancelResult::cancelled;
+    return rules::cancel(tx_, *h, reason);
   });
 }
 
@@ -1063,15 +889,14 @@ Result<std::vector<JobId>> SqliteStore::expire_stuck(Duration older_than) {
     {
       auto q = db_->query(
           "SELECT id, started_at FROM jobs WHERE state = 1 AND started_at < ? ORDER BY lease_expires, id");
-      q.bind(0, us(now_ - older_than));
+      q.bind(0, us(detail::saturating_sub(now_, older_than)));
       while (q.step()) stuck.emplace_back(q.i64(0), q.i64(1));
     }
     std::vector<JobId> ids;
     for (auto [id, started] : stuck) {
       auto h = head(id);
       if (!h || h->state != JobState::running) continue;
-      auto secs = std::chrono::duration_cast<std::chrono::seconds>(now_ - tp(started)).count();
-      give_up_lease(*h, "expired as stuck after " + std::to_string(secs) + "s");
+      rules::give_up_lease(tx_, *h, "expired as stuck after " + rules::format_age(detail::saturating_diff(now_, tp(started))));
       ids.push_back(id);
     }
     return ids;
@@ -1082,27 +907,7 @@ Status SqliteStore::retry_job(JobId id) {
   return transact(TxKind::write, "retry_job", [&]() -> Status {
     auto h = head(id);
     if (!h) return not_found(id);
-    if (h->state != JobState::failed && h->state != JobState::cancelled) {
-      return make_error(ErrorCode::wrong_state, "job " + std::to_string(id) + " is " +
-                                                    std::string(to_string(h->state)) +
-                                                    "; only failed or cancelled jobs can be retried");
-    }
-    {
-      auto q = db_->query(
-          "UPDATE jobs SET finished_at = NULL, cancel_requested = 0, max_attempts = max(max_attempts, attempt + 1) "
-          "WHERE id = ?");
-      q.bind(0, id);
-      q.run();
-    }
-    // A child whose parent still runs or waits makes the parent wait for it again.
-    if (h->parent_id) {
-      auto q = db_->query(
-          "UPDATE jobs SET children_unfinished = children_unfinished + 1 WHERE id = ? AND state IN (0, 1, 2)");
-      q.bind(0, *h->parent_id);
-      q.run();
-    }
-    make_pending(*h, now_, 0);
-    return {};
+    return rules::retry(tx_, *h);
   });
 }
 
@@ -1250,20 +1055,23 @@ Result<Stats> SqliteStore::stats(Duration window) {
       if (stored > 0 || qi.paused) st.queues.push_back(qi);
     }
 
-    std::int64_t since = us(now_ - window);
+    std::int64_t since = us(detail::saturating_sub(now_, window));
     struct KindAcc {
       KindStats s;
       std::vector<std::int64_t> runs;
+      std::vector<std::int64_t> latencies;
     };
     std::map<std::string, KindAcc> kinds;
     {
       auto q = db_->query(
-          "SELECT kind, state, started_at, finished_at FROM jobs WHERE finished_at >= ? AND state IN (3, 4)");
+          "SELECT kind, state, started_at, finished_at, run_time, queue_latency FROM jobs "
+          "WHERE finished_at >= ? AND state IN (3, 4)");
       q.bind(0, since);
       while (q.step()) {
         auto& k = kinds[q.text(0)];
         (static_cast<JobState>(q.i32(1)) == JobState::completed ? k.s.completed : k.s.failed) += 1;
-        k.runs.push_back(q.is_null(2) ? 0 : q.i64(3) - q.i64(2));
+        k.runs.push_back(!q.is_null(4) ? q.i64(4) : q.is_null(2) ? 0 : q.i64(3) - q.i64(2));
+        k.latencies.push_back(q.is_null(5) ? 0 : q.i64(5));
       }
     }
     {
@@ -1281,6 +1089,10 @@ Result<Stats> SqliteStore::stats(Duration window) {
       k.s.p50 = percentile(k.runs, 0.50);
       k.s.p95 = percentile(k.runs, 0.95);
       k.s.p99 = percentile(k.runs, 0.99);
+      std::sort(k.latencies.begin(), k.latencies.end());
+      k.s.latency_p50 = percentile(k.latencies, 0.50);
+      k.s.latency_p95 = percentile(k.latencies, 0.95);
+      k.s.latency_p99 = percentile(k.latencies, 0.99);
       st.kinds.push_back(k.s);
     }
     {
@@ -1288,7 +1100,7 @@ Result<Stats> SqliteStore::stats(Duration window) {
           "SELECT min(started_at), sum(lease_expires <= ?1), count(*) FROM jobs WHERE state = 1");
       q.bind(0, us(now_));
       if (q.step() && q.i64(2) > 0) {
-        if (!q.is_null(0)) st.oldest_lease_age = now_ - tp(q.i64(0));
+        if (!q.is_null(0)) st.oldest_lease_age = detail::saturating_diff(now_, tp(q.i64(0)));
         st.expired_leases = q.i64(1);
       }
     }
@@ -1378,17 +1190,15 @@ Result<std::shared_ptr<Store>> open_sqlite_store(const std::string& path, Sqlite
     // A current schema needs no write, so a read-only database still opens
     // (and its first write fails with `unavailable`).
     for (int attempt = 0; detail::needs_migration(*db); ++attempt) {
+      detail::Transaction tx(*db);  // rolled back on any exit that does not commit
       try {
-        db->exec("BEGIN IMMEDIATE");
+        tx.begin("BEGIN IMMEDIATE");
         auto s = detail::migrate(*db);
-        if (!s) {
-          db->exec("ROLLBACK");
-          return s.error();
-        }
-        db->exec("COMMIT");
+        if (!s) return s.error();
+        tx.commit();
         break;
       } catch (const SqliteError& e) {
-        if (!sqlite3_get_autocommit(db->handle())) sqlite3_exec(db->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        tx.abandon();
         if (!e.busy() || attempt + 1 >= kBusyRetries) throw;
       }
     }
