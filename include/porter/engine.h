@@ -121,6 +121,10 @@ struct EngineOptions {
 
 enum class EventType : std::uint8_t {
   enqueued, started, completed, retried, failed, rescued, cancelled, snoozed, waiting,
+  // Trouble the engine reports rather than retrying forever (`message` says what):
+  schedule_failed,  // a cron run could not be inserted for good (e.g. not_found); that run is skipped
+  outcome_dropped,  // a job's outcome could not be stored; the job is rescued when its lease expires
+  abandoned,        // stop() gave up on a handler that ignored its stop token; its lease will expire
 };
 std::string_view to_string(EventType type) noexcept;
 

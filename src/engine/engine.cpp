@@ -36,6 +36,7 @@
 // Order when nested: claim_mu_ is never held while taking another engine lock.
 #include "porter/engine.h"
 
+#include "core/bounds.h"
 #include "core/callback_set.h"
 
 #include <unistd.h>
@@ -47,8 +48,10 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <shared_mutex>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -65,6 +68,9 @@ std::string_view to_string(EventType type) noexcept {
     case EventType::cancelled: return "cancelled";
     case EventType::snoozed: return "snoozed";
     case EventType::waiting: return "waiting";
+    case EventType::schedule_failed: return "schedule_failed";
+    case EventType::outcome_dropped: return "outcome_dropped";
+    case EventType::abandoned: return "abandoned";
   }
   return "unknown";
 }
@@ -96,6 +102,9 @@ double unit_random() {
 // The most outcomes in one Store::finish call: big enough to amortise a
 // transaction, small enough to keep one call short.
 constexpr std::size_t kMaxFinishBatch = 1024;
+// The longest single blocking wait: loops re-check their deadline after it,
+// so a Duration::max() interval never reaches Clock::real_wait's conversions.
+constexpr Duration kLongestWait = std::chrono::hours(1);
 // Scheduled minutes older than this are skipped rather than caught up on
 // (a clock jump or a long stall must not enqueue a flood of stale runs).
 constexpr int kMaxCronCatchUp = 60;
@@ -120,10 +129,13 @@ struct Run {
     stop.request_stop();
   }
 
-  std::mutex mu;  // guards progress, progress_dirty, item_errors
+  std::mutex mu;  // guards progress, progress_dirty, item_errors, item_errors_uncounted
   Progress progress;
   bool progress_dirty = false;
+  // Not yet flushed: at most kMaxStoredItemErrors (the store keeps no more
+  // than that per job), and how many more were reported beyond them.
   std::vector<ItemError> item_errors;
+  std::size_t item_errors_uncounted = 0;
 };
 
 struct QueueRuntime {
@@ -230,6 +242,10 @@ struct EngineCore {
 
   const Clock& clock() const noexcept { return store_->clock(); }
   TimePoint now() const noexcept { return store_->clock().now(); }
+  // How long to block for the store clock to go from `t` to `deadline`.
+  std::chrono::steady_clock::duration wait_slice(TimePoint deadline, TimePoint t) const noexcept {
+    return clock().real_wait(std::clamp(saturating_diff(deadline, t), Duration::zero(), kLongestWait));
+  }
 
   // --- kinds and enqueue ------------------------------------------------------
 
@@ -344,22 +360,26 @@ struct EngineCore {
     if (options_.queues.empty()) return bad("no queues to work: EngineOptions::queues is empty");
     std::unordered_set<std::string> names;
     for (const auto& q : options_.queues) {
-      if (q.name.empty()) return bad("a queue name is empty");
-      if (q.name.size() > kMaxNameBytes) return bad("queue name '" + q.name + "' is too long");
+      if (auto s = validate_name("a queue name", q.name); !s) return s;
       if (q.concurrency < 1) {
         return bad("queue '" + q.name + "' has concurrency " + std::to_string(q.concurrency) + "; it must be >= 1");
       }
       if (!names.insert(q.name).second) return bad("queue '" + q.name + "' is listed twice");
     }
-    if (options_.lease_for <= Duration::zero()) return bad("lease_for must be positive");
-    if (options_.heartbeat_every <= Duration::zero()) return bad("heartbeat_every must be positive");
+    // Every duration through bounds.h: Duration::max() means "never" and the
+    // engine's arithmetic on it saturates.
+    using R = DurationRule;
+    for (const auto& [what, d, rule] : {std::tuple{"lease_for", options_.lease_for, R::positive},
+                                        std::tuple{"heartbeat_every", options_.heartbeat_every, R::positive},
+                                        std::tuple{"reaper_every", options_.reaper_every, R::non_negative},
+                                        std::tuple{"poll_every", options_.poll_every, R::positive},
+                                        std::tuple{"shutdown_grace", options_.shutdown_grace, R::non_negative}}) {
+      if (auto s = check_duration(what, d, rule); !s) return s;
+    }
     if (options_.heartbeat_every >= options_.lease_for) {
       return bad("heartbeat_every must be shorter than lease_for, or leases expire between heartbeats");
     }
-    if (options_.reaper_every < Duration::zero()) return bad("reaper_every must not be negative (0 disables it)");
-    if (options_.poll_every <= Duration::zero()) return bad("poll_every must be positive");
-    if (options_.shutdown_grace < Duration::zero()) return bad("shutdown_grace must not be negative");
-    if (options_.claim_batch < 1) return bad("claim_batch must be >= 1");
+    if (auto s = check_count("claim_batch", options_.claim_batch, 1, std::numeric_limits<int>::max()); !s) return s;
     if (options_.prefetch < 0) return bad("prefetch must not be negative (0 claims only for free workers)");
     if (options_.worker_id.size() > kMaxOwnerBytes) return bad("worker_id is too long");
     return {};
@@ -466,12 +486,12 @@ struct EngineCore {
     // 3. Running handlers get shutdown_grace, then their stop_token fires.
     draining_.store(true);  // from now on the last handler to end notifies exec_cv_
     {
-      const TimePoint deadline = now() + options_.shutdown_grace;
+      const TimePoint deadline = detail::saturating_add(now(), options_.shutdown_grace);
       std::unique_lock lock(exec_mu_);
       while (executing_.load() > 0) {
         const TimePoint t = now();
         if (t >= deadline) break;
-        exec_cv_.wait_for(lock, clock().real_wait(deadline - t), [&] { return executing_.load() == 0; });
+        exec_cv_.wait_for(lock, wait_slice(deadline, t), [&] { return executing_.load() == 0; });
       }
     }
     const bool past_grace = executing_.load() > 0;
@@ -517,13 +537,13 @@ struct EngineCore {
 
   void claimer_loop(std::stop_token st, TimePoint started) {
     const Duration poll = options_.poll_every;
-    TimePoint next_poll = started + poll;
+    TimePoint next_poll = saturating_add(started, poll);
     std::unique_lock lock(claim_mu_);
     while (!st.stop_requested()) {
       TimePoint t = now();
       if (t >= next_poll) {
         for (auto& q : queues_) q->wanted = true;
-        next_poll = t + poll;
+        next_poll = saturating_add(t, poll);
       }
       for (auto& q : queues_) {
         if (q->next_due && *q->next_due <= t) {
@@ -559,7 +579,7 @@ struct EngineCore {
         if (!claimed) {
           // Store trouble: try this queue again after a poll interval, not in a spin.
           q.wanted = false;
-          q.next_due = now() + poll;
+          q.next_due = saturating_add(now(), poll);
           continue;
         }
         if (got > 0) progressed = true;
@@ -574,14 +594,14 @@ struct EngineCore {
         std::vector<std::pair<QueueRuntime*, std::optional<TimePoint>>> due;
         for (QueueRuntime* q : drained) {
           auto r = store_->next_run_at(q->options.name);
-          due.emplace_back(q, r ? *r : std::optional<TimePoint>(now() + poll));
+          due.emplace_back(q, r ? *r : std::optional<TimePoint>(saturating_add(now(), poll)));
         }
         lock.lock();
         t = now();
         for (auto& [q, when] : due) {
           // A due job we could not claim (paused queue, or a race): look again
           // at the next poll rather than spinning on it.
-          if (when && *when <= t) when = t + poll;
+          if (when && *when <= t) when = saturating_add(t, poll);
           if (when && (!q->next_due || *when < *q->next_due)) q->next_due = when;
         }
       }
@@ -598,7 +618,7 @@ struct EngineCore {
       }
       t = now();
       if (deadline <= t) continue;
-      claim_cv_.wait_for(lock, st, clock().real_wait(deadline - t), claimable);
+      claim_cv_.wait_for(lock, st, wait_slice(deadline, t), claimable);
     }
   }
 
@@ -769,6 +789,7 @@ struct EngineCore {
   void flush_reports(Run& run) {
     std::optional<Progress> progress;
     std::vector<ItemError> errors;
+    std::size_t uncounted = 0;
     {
       std::lock_guard lock(run.mu);
       if (run.progress_dirty) {
@@ -776,19 +797,30 @@ struct EngineCore {
         run.progress_dirty = false;
       }
       errors.swap(run.item_errors);
+      std::swap(uncounted, run.item_errors_uncounted);
     }
     const LeaseRef lease = run.job.lease_ref();
     if (progress) (void)store_->report_progress(lease, *progress);
-    if (!errors.empty()) (void)store_->add_item_errors(lease, errors);
+    if (errors.empty()) return;
+    if (!store_->add_item_errors(lease, errors)) return;
+    // The reports beyond the kept ones follow kMaxStoredItemErrors real ones,
+    // so the store has no room left for them and only counts them: blank
+    // entries from one shared block carry that count through the seam.
+    static const std::vector<ItemError> blanks(4096);
+    while (uncounted > 0) {
+      const std::size_t n = std::min(uncounted, blanks.size());
+      if (!store_->add_item_errors(lease, std::span<const ItemError>(blanks.data(), n))) return;
+      uncounted -= n;
+    }
   }
 
   void heartbeat_loop(std::stop_token st, TimePoint started) {
-    TimePoint next = started + options_.heartbeat_every;
+    TimePoint next = saturating_add(started, options_.heartbeat_every);
     while (!st.stop_requested()) {
       sleep_until_clock(st, next);
       if (st.stop_requested()) return;
       heartbeat_once();
-      next = now() + options_.heartbeat_every;
+      next = saturating_add(now(), options_.heartbeat_every);
     }
   }
 
@@ -817,18 +849,18 @@ struct EngineCore {
     while (!st.stop_requested()) {
       const TimePoint t = now();
       if (t >= deadline) return;
-      cv.wait_for(lock, st, clock().real_wait(deadline - t), [] { return false; });
+      cv.wait_for(lock, st, wait_slice(deadline, t), [] { return false; });
     }
   }
 
   // --- reaper -------------------------------------------------------------------
 
   void reaper_loop(std::stop_token st, TimePoint started) {
-    TimePoint next = started + options_.reaper_every;
+    TimePoint next = saturating_add(started, options_.reaper_every);
     while (!st.stop_requested()) {
       sleep_until_clock(st, next);
       if (st.stop_requested()) return;
-      next = now() + options_.reaper_every;
+      next = saturating_add(now(), options_.reaper_every);
       auto ids = store_->rescue_expired();
       if (!ids || ids->empty()) continue;
       if (has_subscribers()) {
@@ -850,33 +882,55 @@ struct EngineCore {
     std::vector<TimePoint> next(entries.size());
     for (std::size_t i = 0; i < entries.size(); ++i) next[i] = entries[i].cron.next_after(start);
 
-    std::vector<NewJob> pending;  // due jobs not yet inserted (store trouble)
+    // Due runs not yet inserted, per schedule: each schedule is inserted on its
+    // own, so one that can no longer be inserted never holds up the others.
+    std::vector<std::vector<NewJob>> pending(entries.size());
     while (!st.stop_requested()) {
-      TimePoint t = now();
+      const TimePoint t = now();
+      const TimePoint oldest = saturating_sub(t, std::chrono::minutes(kMaxCronCatchUp));
+      bool retry_soon = false;
       for (std::size_t i = 0; i < entries.size(); ++i) {
-        if (next[i] <= t - std::chrono::minutes(kMaxCronCatchUp)) {
-          next[i] = entries[i].cron.next_after(t - std::chrono::minutes(kMaxCronCatchUp));
-        }
+        if (next[i] <= oldest) next[i] = entries[i].cron.next_after(oldest);
         while (next[i] <= t) {
-          pending.push_back(cron_job(entries[i], next[i]));
+          pending[i].push_back(cron_job(entries[i], next[i]));
           next[i] = entries[i].cron.next_after(next[i]);
         }
-      }
-      if (!pending.empty()) {
-        auto r = store_->insert(pending);
-        if (r) {
-          emit_enqueued(pending, *r);
-          pending.clear();
-        } else {
-          sleep_until_clock(st, now() + options_.poll_every);
-          continue;
-        }
+        // Runs that stayed uninserted past the catch-up window are skipped,
+        // like minutes missed while stalled: the list stays bounded.
+        std::erase_if(pending[i], [&](const NewJob& j) { return *j.run_at <= oldest; });
+        if (!pending[i].empty()) retry_soon |= !insert_scheduled(entries[i], pending[i]);
       }
       TimePoint deadline = TimePoint::max();
       for (TimePoint n : next) deadline = std::min(deadline, n);
+      if (retry_soon) deadline = std::min(deadline, saturating_add(now(), options_.poll_every));
       if (deadline == TimePoint::max()) return;
       sleep_until_clock(st, deadline);
     }
+  }
+
+  // Inserts one schedule's due runs. False when the store is unavailable (kept
+  // to try again); any other error cannot be cured by retrying: the runs are
+  // reported (schedule_failed) and skipped, and the schedule carries on.
+  bool insert_scheduled(const ScheduleEntry& entry, std::vector<NewJob>& runs) {
+    auto r = store_->insert(runs);
+    if (r) {
+      emit_enqueued(runs, *r);
+      runs.clear();
+      return true;
+    }
+    if (r.error().code() == ErrorCode::unavailable) return false;
+    if (has_subscribers()) {
+      const TimePoint at = now();
+      for (const NewJob& job : runs) {
+        const auto minute = std::chrono::duration_cast<std::chrono::seconds>(job.run_at->time_since_epoch()).count();
+        emit(Event{.type = EventType::schedule_failed, .kind = job.kind, .queue = job.queue,
+                   .message = "schedule '" + entry.name + "': the run of minute " + std::to_string(minute) +
+                              " (Unix seconds) is skipped: " + r.error().message(),
+                   .at = at});
+      }
+    }
+    runs.clear();
+    return true;
   }
 
   NewJob cron_job(const ScheduleEntry& e, TimePoint minute) const {
@@ -892,7 +946,7 @@ struct EngineCore {
   // --- waiting for jobs ---------------------------------------------------------
 
   Result<Job> wait_for(JobId id, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = steady_deadline(std::chrono::steady_clock::now(), saturating_cast(timeout));
     {
       std::lock_guard lock(watch_mu_);
       ++waiters_[id];
@@ -930,7 +984,7 @@ struct EngineCore {
   }
 
   std::chrono::steady_clock::duration poll_slice() const {
-    return std::clamp<std::chrono::steady_clock::duration>(clock().real_wait(options_.poll_every),
+    return std::clamp<std::chrono::steady_clock::duration>(clock().real_wait(std::min(options_.poll_every, kLongestWait)),
                                                            std::chrono::milliseconds(1), std::chrono::seconds(1));
   }
 
@@ -1078,7 +1132,11 @@ class RunContext final : public JobContext {
 
   void item_error(std::string item, std::string message) override {
     std::lock_guard lock(run_.mu);
-    run_.item_errors.push_back(ItemError{std::move(item), clip_message(message)});
+    if (run_.item_errors.size() < kMaxStoredItemErrors) {
+      run_.item_errors.push_back(ItemError{std::move(item), clip_message(message)});
+    } else {
+      ++run_.item_errors_uncounted;  // the store would only count it: so do we, without keeping it
+    }
   }
 
   Result<std::vector<InsertResult>> spawn(std::vector<NewJob> children) override;
@@ -1148,8 +1206,17 @@ void EngineCore::execute(const std::shared_ptr<Run>& run) {
   const KindEntry* entry = found == run_kinds_.end() ? nullptr : found->second.get();
   const RetryPolicy& policy = policy_for(entry);
   const auto transient = [&](std::string message) {
-    return Outcome{.lease = job.lease_ref(), .kind = OutcomeKind::retry, .error = clip_message(message),
-                   .delay = policy.delay_after(job.attempt, unit_random())};
+    // A custom policy is user code: if it throws, there is no delay to retry
+    // after, so the job fails with both messages instead of the process ending.
+    try {
+      return Outcome{.lease = job.lease_ref(), .kind = OutcomeKind::retry, .error = clip_message(message),
+                     .delay = policy.delay_after(job.attempt, unit_random())};
+    } catch (const std::exception& e) {
+      message += std::string("; the retry policy threw (") + e.what() + "), so the job is failed instead of retried";
+    } catch (...) {
+      message += "; the retry policy threw an exception, so the job is failed instead of retried";
+    }
+    return Outcome{.lease = job.lease_ref(), .kind = OutcomeKind::fail, .error = clip_message(message)};
   };
 
   const auto started = std::chrono::steady_clock::now();
@@ -1190,14 +1257,21 @@ void EngineCore::execute(const std::shared_ptr<Run>& run) {
 
 // --- Engine ------------------------------------------------------------------------
 
+namespace {
+std::shared_ptr<Store> require_store(std::shared_ptr<Store> store) {
+  if (!store) throw std::invalid_argument("porter::Engine needs a store, got nullptr (see make_memory_store)");
+  return store;
+}
+}  // namespace
+
 Engine::Engine(std::shared_ptr<Store> store, EngineOptions options)
-    : impl_(std::make_unique<Impl>(std::move(store), std::move(options))) {}
+    : impl_(std::make_unique<Impl>(require_store(std::move(store)), std::move(options))) {}
 
 Engine::~Engine() = default;  // Impl's destructor stops the engine
 
 Status Engine::register_handler(std::string kind, Handler handler, KindOptions options) {
-  if (kind.empty()) return make_error(ErrorCode::invalid_argument, "a handler's kind must not be empty");
-  if (kind.size() > kMaxNameBytes) return make_error(ErrorCode::invalid_argument, "kind '" + kind + "' is too long");
+  // The very check enqueue applies, so a handler can always be reached.
+  if (auto s = validate_name("a handler's kind", kind); !s) return s;
   if (!handler) return make_error(ErrorCode::invalid_argument, "the handler for kind '" + kind + "' is empty");
   if (impl_->running_.load()) {
     return make_error(ErrorCode::wrong_state, "register handlers before start(); kind '" + kind + "' came late");
