@@ -8,7 +8,10 @@
 // leases alive, a reaper that rescues jobs of crashed workers, a scheduler
 // for periodic (cron) jobs, and a completer that batches outcomes into few
 // store calls. Work enqueued in this process wakes the claimer at once;
-// work from other processes is found by polling every `poll_every`.
+// work from other processes is found by polling every `poll_every`. Claims
+// name the kinds this engine has handlers for, so it never takes a job it
+// cannot run. A handler is stopped (its stop token fires) at its kind's
+// timeout, and before its lease can expire when heartbeats keep failing.
 //
 //   porter::Engine engine(porter::make_memory_store(), {.queues = {{"mail", 4}}});
 //   engine.register_handler("send_email", [](porter::JobContext& ctx) {
@@ -90,6 +93,11 @@ using Handler = std::function<void(JobContext&)>;
 
 struct KindOptions {
   std::optional<RetryPolicy> retry;  // Default: the engine's retry policy
+  // How long one run may take: then its stop token fires, and the run counts
+  // as a transient failure ("timed out after ...": retried, or failed when its
+  // attempts are used up). A handler that ignores the token past its lease is
+  // no longer heartbeated, so the job is rescued. Default: none (no limit).
+  std::optional<Duration> timeout;
 };
 
 struct QueueOptions {
@@ -104,22 +112,13 @@ struct EngineOptions {
   Duration reaper_every{std::chrono::seconds(5)};      // Default: 5 s; 0 disables the reaper
   Duration poll_every{std::chrono::milliseconds(200)}; // fallback for work from other processes. Default: 200 ms
   Duration shutdown_grace{std::chrono::seconds(10)};   // Default: 10 s
-  int claim_batch = 64;                                // most jobs leased per store call. Default: 64
-  // Claimed jobs each queue may hold beyond its concurrency, waiting for a
-  // free worker (prefetch), while the queue has a backlog (its last claim
-  // was full and more jobs are due; a queue that keeps up claims for free
-  // workers only). They hold leases (heartbeated like running jobs), are
-  // handed back on stop() with the attempt not consumed, and are not started
-  // if cancelled meanwhile. The buffer is refilled when half of it is free,
-  // so a bigger one means bigger claim batches (fewer store transactions per
-  // job), but a job enqueued with a higher priority can wait behind up to
-  // this many, other engines cannot take them (they wait even while every
-  // worker of the queue here is stuck on a slow job), and the admin view
-  // shows them `running` from their claim. 0 claims only for free workers.
-  // Default: 64, one default claim_batch: refills of 32-64 jobs per store
-  // call (what a fsync per SQLite transaction needs), with the priority
-  // inversion bounded at 64 jobs.
-  int prefetch = 64;
+  int claim_batch = 64;                                // most jobs leased per store call, >= 1. Default: 64
+  // Durations are checked by start() (negative, or zero where it must be
+  // positive, is invalid_argument); Duration::max() means "never" and saturates.
+  // An engine claims only for its free workers (at most claim_batch per
+  // store call), so every job it claims starts at once: a job is never
+  // charged an attempt while it waits in this process, and a burst of jobs
+  // spreads across the engines that share a store.
   RetryPolicy retry;                                   // Default: see RetryPolicy
   std::string worker_id;                               // Default: "<host>:<pid>:<n>"
   bool accept_unregistered_kinds = false;              // enqueue kinds handled elsewhere. Default: false
@@ -127,6 +126,10 @@ struct EngineOptions {
 
 enum class EventType : std::uint8_t {
   enqueued, started, completed, retried, failed, rescued, cancelled, snoozed, waiting,
+  // Trouble the engine reports rather than retrying forever (`message` says what):
+  schedule_failed,  // a cron run could not be inserted for good (e.g. not_found); that run is skipped
+  outcome_dropped,  // a job's outcome could not be stored; the job is rescued when its lease expires
+  abandoned,        // stop() gave up on a handler that ignored its stop token; its lease will expire
 };
 std::string_view to_string(EventType type) noexcept;
 
@@ -143,12 +146,14 @@ struct Event {
 
 class Engine {
  public:
+  // Throws std::invalid_argument for a null store (a programming error).
   explicit Engine(std::shared_ptr<Store> store, EngineOptions options = {});
   ~Engine();  // stop()
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // invalid_argument for an empty kind or a kind registered twice.
+  // invalid_argument for a kind enqueue would refuse (empty, too long,
+  // control characters), a kind registered twice, or a non-positive timeout.
   Status register_handler(std::string kind, Handler handler, KindOptions options = {});
 
   // A periodic job: one job per matching minute, named `name`. Engines
@@ -165,9 +170,15 @@ class Engine {
 
   // invalid_argument for bad options (zero concurrency, empty queue name).
   Status start();
-  // Graceful: stop claiming, hand prefetched jobs back, let running jobs
-  // finish within shutdown_grace, then cancel the rest and hand their leases
-  // back (attempt not consumed). Blocks until all that is done, except when
+  // Graceful: stop claiming, let running jobs finish within shutdown_grace,
+  // then fire their stop tokens and hand their jobs back (attempt not
+  // consumed). A handler still running 2 s after its stop token fired is
+  // abandoned: its thread is left to finish on its own (what it touches
+  // stays alive; its spawn() fails once the engine is destroyed), its lease is
+  // no longer renewed and the job is rescued when it expires (an `abandoned`
+  // event says so). So stop() returns within shutdown_grace + 2 s + the time
+  // to store the last outcomes (retried while the store is unavailable, at
+  // most until their leases expire: lease_for). Blocks until all that is done, except when
   // called from an engine thread (a handler, an event listener): then it only
   // requests the stop and returns at once, the engine stops in the background
   // once the caller returns, and running() turns false when it has.
@@ -182,8 +193,15 @@ class Engine {
   void unsubscribe(std::uint64_t id);
 
   // Called once when the job reaches a final state (at once if it already has).
+  // If the job is deleted (discarded, pruned) before the engine reads its
+  // final record, a job this process finished is reported as last read by
+  // on_finished, with its final state; one finished and deleted elsewhere
+  // cannot be reported. Jobs finished by other processes are noticed by a
+  // sweep that reads a bounded batch of watched jobs per poll interval.
   Status on_finished(JobId id, std::function<void(const Job&)> callback);
-  // Blocks until the job is final; timeout error if it is not within `timeout`.
+  // Blocks until the job is final; timeout error if it is not within `timeout`
+  // (milliseconds::max(): no limit). Bounded by `timeout` apart from a store
+  // call in flight.
   Result<Job> wait_for(JobId id, std::chrono::milliseconds timeout);
 
   Store& store() noexcept;

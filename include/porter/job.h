@@ -80,6 +80,9 @@ struct NewJob {
 
 // Checks a NewJob against the limits above. Shared by every store.
 Status validate(const NewJob& job);
+// The name check validate() applies to a kind or a queue (non-empty, at most
+// kMaxNameBytes, no control characters); `what` names it in the message.
+Status validate_name(std::string_view what, std::string_view value);
 // When the job becomes runnable, given the store's `now` (run_at, now + delay, or now).
 TimePoint resolve_run_at(const NewJob& job, TimePoint now);
 // Error messages are kept to kMaxErrorMessageBytes (cut on a UTF-8 boundary, marked "…").

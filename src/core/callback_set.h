@@ -9,8 +9,15 @@
 // never called again, and it is erased by a later add(), remove() or
 // notify() outside a call; an add() from inside a call takes effect then too.
 // Such a removal cannot wait for the caller's own call.
+//
+// "Inside a call" is per instance: a thread notifying set A that adds to or
+// removes from set B is outside B's calls, so B's add takes effect at once and
+// B's remove waits for B's calls in flight. A nested notify of the same set on
+// the same thread runs under the shared lock its outer notify already holds:
+// re-taking a shared_mutex shared could deadlock behind a waiting writer.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -23,6 +30,12 @@
 
 namespace porter::detail {
 
+// The callback sets this thread is notifying now, innermost last.
+inline std::vector<const void*>& sets_notifying_on_this_thread() {
+  thread_local std::vector<const void*> sets;
+  return sets;
+}
+
 template <class Event>
 class CallbackSet {
  public:
@@ -33,7 +46,7 @@ class CallbackSet {
     {
       std::lock_guard lock(deferred_mu_);
       id = ++last_id_;
-      if (inside_call_ > 0) {  // this thread holds mu_ shared: applied when its call ends
+      if (inside_call()) {  // this thread holds mu_ shared: applied when its call ends
         deferred_adds_.emplace_back(id, std::move(callback));
         has_deferred_.store(true, std::memory_order_release);
         return id;
@@ -47,7 +60,7 @@ class CallbackSet {
 
   // Outside a call: exclusive, so it waits for calls in flight.
   void remove(std::uint64_t id) {
-    if (inside_call_ > 0) {
+    if (inside_call()) {
       std::lock_guard lock(deferred_mu_);
       deferred_removals_.push_back(id);
       has_deferred_.store(true, std::memory_order_release);
@@ -66,18 +79,25 @@ class CallbackSet {
   template <class Range, class ToEvent>
   void notify(const Range& records, ToEvent&& to_event) {
     if (empty()) return;
+    const bool nested = inside_call();
     {
-      std::shared_lock lock(mu_);  // held shared while callbacks run
-      ++inside_call_;
+      // Held shared while callbacks run; a nested notify already holds it.
+      std::shared_lock lock(mu_, std::defer_lock);
+      if (!nested) lock.lock();
+      auto& notifying = sets_notifying_on_this_thread();
+      notifying.push_back(this);
+      struct Pop {
+        std::vector<const void*>& sets;
+        ~Pop() { sets.pop_back(); }  // also when a callback throws
+      } pop{notifying};
       for (const auto& record : records) {
         const Event event = to_event(record);
         for (const auto& [id, callback] : callbacks_) {
           if (!has_deferred_.load(std::memory_order_acquire) || !removed(id)) callback(event);
         }
       }
-      --inside_call_;
     }
-    if (inside_call_ == 0 && has_deferred_.load(std::memory_order_acquire)) {
+    if (!nested && has_deferred_.load(std::memory_order_acquire)) {
       // Only if free now: waiting here could block this caller behind a slow
       // callback on another thread. Otherwise the next add/remove/notify tidies.
       std::unique_lock lock(mu_, std::try_to_lock);
@@ -91,6 +111,11 @@ class CallbackSet {
   }
 
  private:
+  bool inside_call() const {
+    const auto& sets = sets_notifying_on_this_thread();
+    return std::find(sets.begin(), sets.end(), static_cast<const void*>(this)) != sets.end();
+  }
+
   bool removed(std::uint64_t id) {
     std::lock_guard lock(deferred_mu_);
     for (std::uint64_t r : deferred_removals_) {
@@ -118,10 +143,6 @@ class CallbackSet {
   std::vector<std::pair<std::uint64_t, Callback>> deferred_adds_;
   std::atomic<bool> has_deferred_{false};
   std::atomic<std::size_t> count_{0};
-  static thread_local int inside_call_;
 };
-
-template <class Event>
-thread_local int CallbackSet<Event>::inside_call_ = 0;
 
 }  // namespace porter::detail

@@ -88,6 +88,12 @@ Result<std::uint64_t> parse_field(std::string_view text, const FieldSpec& spec) 
       if (step_text.empty() || ec != std::errc() || end != step_text.data() + step_text.size() || step < 1) {
         return make_error(ErrorCode::invalid_argument, "step '" + std::string(step_text) + "' is not a positive number");
       }
+      // A step longer than the field matches its start only; beyond that it
+      // is a mistake (and near INT_MAX it would overflow the loop below).
+      if (step > spec.max - spec.min + 1) {
+        return make_error(ErrorCode::invalid_argument, "step " + std::to_string(step) + " is longer than the field (" +
+                                                           std::to_string(spec.min) + "-" + std::to_string(spec.max) + ")");
+      }
       stepped = true;
     }
 
@@ -112,7 +118,10 @@ Result<std::uint64_t> parse_field(std::string_view text, const FieldSpec& spec) 
       // Vixie: "5/15" means 5-max/15; a plain value is just itself.
       hi = stepped ? spec.max : *v;
     }
-    for (int v = lo; v <= hi; v += step) bits |= std::uint64_t{1} << v;
+    for (int v = lo; v <= hi; v += step) {
+      bits |= std::uint64_t{1} << v;
+      if (hi - v < step) break;  // v + step would pass hi (and never overflows)
+    }
 
     if (comma == std::string_view::npos) break;
     pos = comma + 1;

@@ -42,9 +42,7 @@ std::string_view to_string(OutcomeKind kind) noexcept {
   return "unknown";
 }
 
-namespace {
-
-Status check_name(std::string_view what, std::string_view value) {
+Status validate_name(std::string_view what, std::string_view value) {
   if (value.empty()) return make_error(ErrorCode::invalid_argument, std::string(what) + " must not be empty");
   if (value.size() > kMaxNameBytes) {
     return make_error(ErrorCode::invalid_argument, std::string(what) + " is longer than " +
@@ -58,11 +56,9 @@ Status check_name(std::string_view what, std::string_view value) {
   return {};
 }
 
-}  // namespace
-
 Status validate(const NewJob& job) {
-  if (auto s = check_name("kind", job.kind); !s) return s;
-  if (auto s = check_name("queue", job.queue); !s) return s;
+  if (auto s = validate_name("kind", job.kind); !s) return s;
+  if (auto s = validate_name("queue", job.queue); !s) return s;
   if (job.args.size() > kMaxArgsBytes) {
     return make_error(ErrorCode::invalid_argument,
                       "args are " + std::to_string(job.args.size()) + " bytes; the limit is " +

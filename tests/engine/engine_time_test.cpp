@@ -341,114 +341,43 @@ TEST_CASE("time: two engines on one store enqueue each cron minute once", "[engi
   CHECK(ticks == 5);
 }
 
-namespace {
-
-// An engine with one worker held busy by the first of `count` jobs, so the
-// rest wait in its prefetch buffer (the queue has a backlog when it starts).
-struct PrefetchFixture {
-  explicit PrefetchFixture(int count, Duration grace = 1h)
-      : clock(std::make_shared<ManualClock>()),
-        store(make_memory_store(clock)),
-        engine(store, {.queues = {{"default", 1}}, .lease_for = 10s, .heartbeat_every = 3s,
-                       .reaper_every = Duration::zero(), .shutdown_grace = grace, .prefetch = 8}) {
-    REQUIRE(engine.register_handler("k", [this](JobContext& ctx) {
-      {
-        std::lock_guard lock(mu);
-        started.push_back(ctx.id());
-      }
-      while (!release.load() && !ctx.stop_token().stop_requested()) std::this_thread::yield();
-    }));
-    std::vector<NewJob> jobs(static_cast<std::size_t>(count), NewJob{.kind = "k", .max_attempts = 1});
-    auto r = engine.enqueue_batch(jobs);
-    REQUIRE(r);
-    for (const auto& x : *r) ids.push_back(x.id);
-    REQUIRE(engine.start());
-    // The first job runs; every other one is leased and waits for the worker.
-    REQUIRE(eventually([&] { return started_count() == 1; }));
-    REQUIRE(eventually([&] {
-      return std::all_of(ids.begin(), ids.end(), [&](JobId id) {
-        auto j = store->get(id);
-        return j && j->state == JobState::running;
-      });
-    }));
-  }
-  std::size_t started_count() {
-    std::lock_guard lock(mu);
-    return started.size();
-  }
-  bool was_started(JobId id) {
-    std::lock_guard lock(mu);
-    return std::find(started.begin(), started.end(), id) != started.end();
-  }
-
-  std::shared_ptr<ManualClock> clock;
-  std::shared_ptr<Store> store;
-  std::vector<JobId> ids;
+TEST_CASE("time: jobs behind a busy worker are not claimed: pending, uncharged, never leased",
+          "[engine][time][claim]") {
+  auto clock = std::make_shared<ManualClock>();
+  auto store = make_memory_store(clock);
+  Engine engine(store, {.queues = {{"default", 1}}, .lease_for = 10s, .heartbeat_every = 3s,
+                        .reaper_every = Duration::zero(), .poll_every = 1s});
+  std::atomic<int> started{0};
   std::atomic<bool> release{false};
-  std::mutex mu;
-  std::vector<JobId> started;  // guarded by mu
-  Engine engine;               // last: destroyed (stopped) before what its handler touches
-};
-
-}  // namespace
-
-TEST_CASE("time: heartbeats renew the leases of prefetched jobs too", "[engine][time][prefetch]") {
-  PrefetchFixture f(5);
-  const TimePoint t0 = f.clock->now();
-  f.clock->advance(4s);  // past the first heartbeat (3 s), within the lease (10 s)
-  REQUIRE(eventually([&] {
-    return std::all_of(f.ids.begin(), f.ids.end(), [&](JobId id) {
-      auto j = f.store->get(id);
-      return j && j->lease && j->lease->expires_at >= t0 + 4s + 10s;
-    });
+  REQUIRE(engine.register_handler("k", [&](JobContext& ctx) {
+    started.fetch_add(1);
+    while (!release.load() && !ctx.cancelled()) std::this_thread::yield();
   }));
-  f.clock->advance(8s);  // 12 s after the claims: only renewed leases are still held
-  CHECK(f.started_count() == 1);
-  CHECK(f.store->rescue_expired()->empty());
-  f.release = true;
-  for (JobId id : f.ids) {
-    auto j = f.engine.wait_for(id, 20s);
+  std::vector<NewJob> jobs(5, NewJob{.kind = "k", .max_attempts = 1});
+  auto ids = engine.enqueue_batch(jobs);
+  REQUIRE(ids);
+  REQUIRE(engine.start());
+  REQUIRE(eventually([&] { return started.load() == 1; }));
+  for (int i = 0; i < 4; ++i) {
+    clock->advance(3s);  // heartbeats and claim polls come and go; the worker stays busy
+    REQUIRE(eventually([&] {
+      auto first = store->get(ids->front().id);
+      return first && first->lease && first->lease->expires_at >= clock->now() + 7s;
+    }));
+  }
+  for (std::size_t i = 1; i < ids->size(); ++i) {
+    auto j = store->get((*ids)[i].id);
+    REQUIRE(j);
+    CHECK(j->state == JobState::pending);
+    CHECK(j->attempt == 0);
+    CHECK_FALSE(j->lease.has_value());
+  }
+  CHECK(store->rescue_expired()->empty());
+  release = true;
+  for (const auto& r : *ids) {
+    auto j = engine.wait_for(r.id, 20s);
     REQUIRE(j);
     CHECK(j->state == JobState::completed);
     CHECK(j->attempt == 1);
   }
-}
-
-TEST_CASE("time: stop() hands prefetched jobs back without consuming their attempt", "[engine][time][prefetch]") {
-  PrefetchFixture f(5);
-  std::thread stopper([&] { f.engine.stop(); });
-  // stop() hands the buffer back first, then waits for the running job.
-  REQUIRE(eventually([&] {
-    return std::all_of(f.ids.begin() + 1, f.ids.end(), [&](JobId id) {
-      auto j = f.store->get(id);
-      return j && j->state == JobState::pending;
-    });
-  }));
-  f.release = true;  // the running job completes within the grace
-  stopper.join();
-  CHECK_FALSE(f.engine.running());
-  auto first = f.store->get(f.ids.front());
-  REQUIRE(first);
-  CHECK(first->state == JobState::completed);
-  for (std::size_t i = 1; i < f.ids.size(); ++i) {
-    CHECK_FALSE(f.was_started(f.ids[i]));
-    check_handed_back(*f.store, f.ids[i]);
-  }
-}
-
-TEST_CASE("time: a prefetched job cancelled while it waits is never started", "[engine][time][prefetch]") {
-  PrefetchFixture f(4);
-  const JobId victim = f.ids[2];
-  REQUIRE(f.store->cancel(victim, "not needed"));
-  f.release = true;
-  auto cancelled = f.engine.wait_for(victim, 20s);
-  REQUIRE(cancelled);
-  CHECK(cancelled->state == JobState::cancelled);
-  for (JobId id : f.ids) {
-    auto j = f.engine.wait_for(id, 20s);
-    REQUIRE(j);
-    if (id != victim) CHECK(j->state == JobState::completed);
-  }
-  CHECK_FALSE(f.was_started(victim));
-  CHECK(f.started_count() == f.ids.size() - 1);
 }

@@ -149,3 +149,18 @@ TEST_CASE("cron: February 31 is fine when a weekday can still match", "[cron]") 
   auto c = cron("0 0 31 2 mon");
   CHECK(c.next_after(at(2024, 2, 1)) == at(2024, 2, 5));
 }
+
+TEST_CASE("cron: steps beyond a field's range are rejected, never overflow", "[cron]") {
+  // A step near INT_MAX used to overflow the loop and set bits it never meant
+  // to (firing at minute 0 and more); any step longer than the field is refused.
+  CHECK(parse_error("*/2147483647 * * * *").find("minute") != std::string::npos);
+  CHECK(parse_error("0 */2147483647 * * *").find("hour") != std::string::npos);
+  CHECK(parse_error("0 0 1-31/2147483646 * *").find("day-of-month") != std::string::npos);
+  CHECK(parse_error("0 0 * 5/61 *").find("month") != std::string::npos);
+  CHECK(parse_error("0 0 * * */9").find("day-of-week") != std::string::npos);
+  // The longest step that still fits is fine: it matches the start only.
+  auto c = cron("*/60 * * * *");
+  CHECK(c.next_after(at(2024, 1, 1, 10, 0)) == at(2024, 1, 1, 11, 0));
+  auto d = cron("58/59 * * * *");
+  CHECK(d.next_after(at(2024, 1, 1, 10, 0)) == at(2024, 1, 1, 10, 58));
+}
