@@ -36,14 +36,24 @@ porter::SqliteOptions options() {
   return {.durability = porter::Durability::process_crash, .busy_timeout = std::chrono::milliseconds(100)};
 }
 
-fs::path work_dir() {
-  static const fs::path dir = [] {
-    const fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
-    fs::path d = base / ("porter_sqlite_fuzz_" + std::to_string(getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+// A directory of this process's own (in memory where /dev/shm exists), removed at exit.
+const fs::path& work_dir() {
+  struct Dir {
+    fs::path path;
+    Dir() {
+      const fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
+      path = base / ("porter_sqlite_fuzz_" + std::to_string(getpid()));
+      fs::create_directories(path);
+    }
+    ~Dir() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+    Dir(const Dir&) = delete;
+    Dir& operator=(const Dir&) = delete;
+  };
+  static const Dir dir;
+  return dir.path;
 }
 
 void remove_database(const fs::path& db) {
