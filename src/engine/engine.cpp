@@ -309,7 +309,11 @@ struct EngineCore {
       case StoreEvent::Type::lease_lost: {
         std::lock_guard lock(runs_mu_);
         auto [b, e] = runs_.equal_range(ev.job);
-        for (auto it = b; it != e; ++it) it->second->cancel(false);
+        for (auto it = b; it != e; ++it) {
+          // A lost lease stops only the run that held it, never a later claim of the job.
+          if (ev.type == StoreEvent::Type::lease_lost && it->second->job.lease_ref().token != ev.token) continue;
+          it->second->cancel(false);
+        }
         break;
       }
       case StoreEvent::Type::finished: {
