@@ -143,6 +143,9 @@ struct StoreEvent {
   std::string_view queue;
   JobId job = 0;                      // available: one of the jobs (or 0); otherwise the job
   JobState state = JobState::pending; // finished: the final state
+  // lease_lost: the token of the lease taken away. A later claim of the same
+  // job holds a greater token, so a listener stops only the run holding this one.
+  std::uint64_t token = 0;
 };
 
 class Store {
@@ -210,7 +213,9 @@ class Store {
   virtual Result<std::vector<JobId>> expire_stuck(Duration older_than) = 0;
 
   // A failed or cancelled job back to pending now, with one more attempt
-  // allowed if it had used them all. Its error history is kept.
+  // allowed if it had used them all. Its error history is kept. It waits
+  // instead while some of its dependencies are unfinished (failed or
+  // cancelled ones no longer hold it back: the administrator overrides them).
   virtual Status retry_job(JobId id) = 0;
 
   // Deletes a final job (with its history). wrong_state if not final.

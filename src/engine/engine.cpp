@@ -385,7 +385,11 @@ struct EngineCore {
             ev.type == StoreEvent::Type::lease_lost ? StopReason::lease_lost : StopReason::cancel;
         std::lock_guard lock(runs_mu_);
         auto [b, e] = runs_.equal_range(ev.job);
-        for (auto it = b; it != e; ++it) it->second->stop_for(why);
+        for (auto it = b; it != e; ++it) {
+          // A lost lease stops only the run that held it, never a later claim of the job.
+          if (ev.type == StoreEvent::Type::lease_lost && it->second->job.lease_ref().token != ev.token) continue;
+          it->second->stop_for(why);
+        }
         break;
       }
       case StoreEvent::Type::finished: {

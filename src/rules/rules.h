@@ -71,6 +71,7 @@ struct JobHead {
   int children_unfinished = 0;
   int dependencies_unfinished = 0;
   bool has_dependents = false;  // some job lists this one in depends_on
+  std::uint64_t token = 0;      // the latest lease token (claims set it; the rules only read it)
   // The store's own handle for the job (e.g. a pointer to its record), set by
   // Tx::read and handed back to the store; the rules never touch it. Lets an
   // in-memory store skip a second lookup on the hot path.

@@ -111,7 +111,7 @@ class EventLog {
   explicit EventLog(Store& store) : store_(store) {
     id_ = store_.add_listener([this](const StoreEvent& e) {
       std::lock_guard lock(mu_);
-      events_.push_back({e.type, std::string(e.queue), e.job, e.state});
+      events_.push_back({e.type, std::string(e.queue), e.job, e.state, e.token});
     });
   }
   ~EventLog() { store_.remove_listener(id_); }
@@ -123,6 +123,7 @@ class EventLog {
     std::string queue;
     JobId job;
     JobState state;
+    std::uint64_t token;
   };
   std::vector<Entry> events() const {
     std::lock_guard lock(mu_);

@@ -134,6 +134,13 @@ TEST_CASE("a lease taken away is announced - expire_stuck says the real age", "[
   REQUIRE(rescued.has_value());
   CHECK(*rescued == std::vector<JobId>{lost});
   CHECK(log.count(StoreEvent::Type::lease_lost, lost) == 1);
+  // The event names the lease taken away: a later claim of the job holds a greater token.
+  for (const auto& e : log.events()) {
+    if (e.type == StoreEvent::Type::lease_lost && e.job == lost) CHECK(e.token == j.lease->token);
+  }
+  Job again = claim_one(*store);
+  REQUIRE(again.id == lost);
+  CHECK(again.lease->token > j.lease->token);
 }
 
 TEST_CASE("stats use the handler's own run time and report queue latency", "[limits][stats]") {

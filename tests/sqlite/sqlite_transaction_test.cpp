@@ -26,12 +26,18 @@ thread_local long allocations_until_failure = 0;
 }  // namespace
 
 // Allocation failure injection for this test binary; a plain malloc otherwise.
+// Every unaligned form is replaced, so each pairs with its own delete
+// (sanitizers check the pairing).
 void* operator new(std::size_t n) {
   if (allocations_until_failure > 0 && --allocations_until_failure == 0) throw std::bad_alloc();
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t n) { return ::operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return std::malloc(n == 0 ? 1 : n); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return std::malloc(n == 0 ? 1 : n); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }

@@ -174,6 +174,7 @@ struct PendingEvent {
   const std::string* queue;
   JobId job;
   JobState state;
+  std::uint64_t token = 0;
 };
 
 class MemoryStore final : public Store {
@@ -579,7 +580,7 @@ class MemoryStore final : public Store {
       if (type == StoreEvent::Type::available) {
         available(*r.queue, r.id);
       } else {
-        events_.push_back({type, &r.queue->name, r.id, h.state});
+        events_.push_back({type, &r.queue->name, r.id, h.state, h.token});
       }
     }
 
@@ -618,6 +619,7 @@ class MemoryStore final : public Store {
     h.children_unfinished = r.children_unfinished;
     h.dependencies_unfinished = r.deps_unfinished;
     h.has_dependents = r.extra && !r.extra->dependents.empty();
+    h.token = r.token;
     return h;
   }
 
@@ -820,8 +822,8 @@ class MemoryStore final : public Store {
       find(d)->ex().dependents.push_back(r.id);
     }
     rules::JobHead h = head_of(r);
-    static const std::vector<JobId> kNone;
-    const auto& deps = r.extra ? r.extra->depends_on : kNone;
+    std::span<const JobId> deps;
+    if (r.extra) deps = r.extra->depends_on;
     rules::place_new_job(op, h, deps);
     return {r.id, false};
   }
@@ -895,7 +897,7 @@ class MemoryStore final : public Store {
   // --- listeners ----------------------------------------------------------------
 
   void notify(const std::vector<PendingEvent>& events) {
-    listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, *e.queue, e.job, e.state}; });
+    listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, *e.queue, e.job, e.state, e.token}; });
   }
 
   const std::shared_ptr<Clock> clock_;

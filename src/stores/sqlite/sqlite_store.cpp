@@ -203,6 +203,7 @@ struct PendingEvent {
   std::string queue;
   JobId job = 0;
   JobState state = JobState::pending;
+  std::uint64_t token = 0;
 };
 
 class SqliteStore final : public Store {
@@ -288,13 +289,14 @@ class SqliteStore final : public Store {
   Result<std::vector<InsertResult>> insert_all(std::span<const NewJob> jobs, std::optional<JobId> parent);
   void insert_plain(std::span<const NewJob> jobs, std::optional<JobId> parent, std::vector<InsertResult>& out);
   const char* plain_insert_sql(std::size_t rows);
-  std::optional<rules::JobHead> head(JobId id, std::uint64_t* token = nullptr);
+  std::optional<rules::JobHead> head(JobId id);
   std::optional<rules::JobHead> live(const LeaseRef& ref);
   JobState current_state(JobId id);
   Job load_details(JobRow row);
   void delete_job(JobId id);
-  void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending) {
-    events_.push_back({type, std::string(queue), job, state});
+  void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending,
+            std::uint64_t token = 0) {
+    events_.push_back({type, std::string(queue), job, state, token});
   }
 
   void deliver(std::vector<PendingEvent>& events);
@@ -366,7 +368,7 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
 }
 
 void SqliteStore::deliver(std::vector<PendingEvent>& events) {
-  listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, e.queue, e.job, e.state}; });
+  listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, e.queue, e.job, e.state, e.token}; });
 }
 
 std::uint64_t SqliteStore::add_listener(Listener listener) { return listeners_.add(std::move(listener)); }
@@ -375,7 +377,7 @@ void SqliteStore::remove_listener(std::uint64_t id) { listeners_.remove(id); }
 
 // --- helpers -----------------------------------------------------------------
 
-std::optional<rules::JobHead> SqliteStore::head(JobId id, std::uint64_t* token) {
+std::optional<rules::JobHead> SqliteStore::head(JobId id) {
   auto q = db_->query(
       "SELECT state, run_at, started_at, finished_at, attempt, max_attempts, cancel_requested, callback_pending, "
       "parent_id, on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, "
@@ -399,7 +401,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id, std::uint64_t* token) 
   h.dependencies_unfinished = q.i32(12);
   h.has_dependents = q.i64(13) > 0;
   queue_of_.try_emplace(id, q.text(14));
-  if (token) *token = static_cast<std::uint64_t>(q.i64(15));
+  h.token = static_cast<std::uint64_t>(q.i64(15));
   return h;
 }
 
@@ -419,9 +421,8 @@ Error stale(const LeaseRef& ref) {
 // The job when `ref` is its live lease: running with that token. An expired
 // lease nobody rescued yet is still live (the token decides).
 std::optional<rules::JobHead> SqliteStore::live(const LeaseRef& ref) {
-  std::uint64_t token = 0;
-  auto h = head(ref.id, &token);
-  if (!h || h->state != JobState::running || token != ref.token) return std::nullopt;
+  auto h = head(ref.id);
+  if (!h || h->state != JobState::running || h->token != ref.token) return std::nullopt;
   return h;
 }
 
@@ -523,7 +524,7 @@ void SqliteStore::SqliteTx::emit(StoreEvent::Type type, const rules::JobHead& h)
     q.bind(0, h.id);
     it = store_.queue_of_.try_emplace(h.id, q.step() ? q.text(0) : std::string()).first;
   }
-  store_.emit(type, it->second, h.id, h.state);
+  store_.emit(type, it->second, h.id, h.state, h.token);
 }
 
 // Deletes a job with its history (its rows in every table).
