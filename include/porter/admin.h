@@ -54,7 +54,14 @@ class Admin {
   Result<std::vector<JobId>> clear_stale_locks(const Principal& who);
   Status pause_queue(const Principal& who, std::string_view queue);
   Status resume_queue(const Principal& who, std::string_view queue);
+  // Deletes every final job that finished more than `retention` ago (unless
+  // its parent is unfinished), in batches of PruneRequest::limit jobs, each
+  // one short transaction. Returns how many. Duration::max(): none.
   Result<std::int64_t> prune(const Principal& who, Duration retention);
+  // The same for chosen states and cutoff; request.limit is the batch size.
+  Result<std::int64_t> prune(const Principal& who, const PruneRequest& request);
+  // Queue depths, per-kind figures over `window`, lease ages, and the pending
+  // jobs no live engine handles (Stats::unhandled).
   Result<Stats> metrics(const Principal& who, Duration window = std::chrono::minutes(5));
 
  private:

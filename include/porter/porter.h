@@ -6,6 +6,7 @@
 #include "porter/cron.h"
 #include "porter/engine.h"
 #include "porter/job.h"
+#include "porter/retention.h"
 #include "porter/retry.h"
 #include "porter/status.h"
 #include "porter/store.h"

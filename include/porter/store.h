@@ -124,12 +124,41 @@ struct KindStats {
   Duration latency_p50{0}, latency_p95{0}, latency_p99{0};
 };
 
+// Pending jobs of one (queue, kind) that no live worker handles (see Store::announce).
+struct UnhandledKind {
+  std::string queue;
+  std::string kind;
+  std::int64_t pending = 0;  // pending jobs (due or scheduled) of that kind on that queue
+};
+
 struct Stats {
   TimePoint at{};
   std::vector<QueueInfo> queues;
   std::vector<KindStats> kinds;
   std::optional<Duration> oldest_lease_age;  // age of the longest-held lease among running jobs
   std::int64_t expired_leases = 0;           // running jobs whose lease has expired (stale locks)
+  // Pending jobs whose kind no live worker handles on their queue (a rolling
+  // deploy removed the handler, or no engine runs at all), by queue then kind.
+  std::vector<UnhandledKind> unhandled;
+};
+
+// One batch of retention pruning: final jobs in `states` that finished before
+// `finished_before`, oldest first, at most `limit` of them, in one short
+// transaction (so no long transaction holds the write lock). Call it again
+// while it returns `limit`.
+struct PruneRequest {
+  // Only final states are allowed (invalid_argument otherwise). Default: all three.
+  std::vector<JobState> states{JobState::completed, JobState::failed, JobState::cancelled};
+  TimePoint finished_before{};
+  int limit = 1000;  // 1..kMaxPruneLimit jobs per call. Default: 1000.
+};
+inline constexpr int kMaxPruneLimit = 100000;
+
+// A running worker (an engine) as the registry knows it.
+struct WorkerInfo {
+  std::string id;                  // unique per engine (e.g. host:pid:n); non-empty
+  std::vector<std::string> queues; // the queues it claims from
+  std::vector<std::string> kinds;  // the kinds it has handlers for (on each of its queues)
 };
 
 // What a store tells in-process listeners: the engine wakes its claimer on
@@ -170,7 +199,8 @@ class Store {
   // --- workers -------------------------------------------------------------
 
   // Atomically leases up to `limit` runnable jobs of one queue (pending,
-  // run_at <= now, queue not paused), in order of priority, then run_at, then
+  // run_at <= now, queue not paused, kind in request.kinds unless it is
+  // empty), in order of priority, then run_at, then
   // id. Each returned job is `running`, its attempt incremented, with a fresh
   // lease (new token, expires now + lease_for). Two callers never get the same job.
   virtual Result<std::vector<Job>> claim(const ClaimRequest& request) = 0;
@@ -223,9 +253,24 @@ class Store {
 
   virtual Status set_queue_paused(std::string_view queue, bool paused) = 0;
 
-  // Deletes final jobs that finished before `finished_before`, unless their
-  // parent still exists unfinished. Returns how many.
-  virtual Result<std::int64_t> prune(TimePoint finished_before) = 0;
+  // Deletes up to request.limit final jobs of request.states that finished
+  // before request.finished_before (oldest first), with their history, unless
+  // their parent still exists unfinished. Returns how many; fewer than the
+  // limit means no more match now. invalid_argument for a non-final state or
+  // a limit outside 1..kMaxPruneLimit.
+  virtual Result<std::int64_t> prune(const PruneRequest& request) = 0;
+
+  // --- worker registry -----------------------------------------------------
+
+  // Records (or replaces) a live worker: it handles worker.kinds on
+  // worker.queues until now + ttl. An engine calls it at start and then well
+  // within every ttl from its maintenance loop; an entry not renewed expires,
+  // so a crashed engine drops out by itself. Stats::unhandled is computed
+  // from the live entries. invalid_argument for an empty id, bad names or a
+  // non-positive ttl. Expired entries are removed here too.
+  virtual Status announce(const WorkerInfo& worker, Duration ttl) = 0;
+  // Forgets a worker now (an engine that stopped). Unknown ids are fine.
+  virtual Status retire(std::string_view worker_id) = 0;
 
   // --- reads ---------------------------------------------------------------
 

@@ -22,6 +22,9 @@
 // construction); every Store method is thread-safe, so Admin is too.
 #include "porter/admin.h"
 
+#include "core/bounds.h"
+#include "porter/retention.h"
+
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -193,7 +196,15 @@ Status Admin::resume_queue(const Principal& who, std::string_view queue) {
 Result<std::int64_t> Admin::prune(const Principal& who, Duration retention) {
   if (auto s = require_admin(who, "prune"); !s) return s.error();
   if (auto s = require_non_negative("retention", retention); !s) return s.error();
-  return store_->prune(store_->now() - retention);
+  if (retention == Duration::max()) return std::int64_t{0};  // kept forever
+  return prune(who, PruneRequest{.finished_before = detail::saturating_sub(store_->now(), retention)});
+}
+
+Result<std::int64_t> Admin::prune(const Principal& who, const PruneRequest& request) {
+  if (auto s = require_admin(who, "prune"); !s) return s.error();
+  // Batches of request.limit, each its own short transaction: workers claim
+  // and finish between them instead of waiting for one long delete.
+  return prune_in_batches(*store_, request);
 }
 
 Result<Stats> Admin::metrics(const Principal& who, Duration window) {

@@ -110,7 +110,7 @@ TEST_CASE("prune deletes final jobs finished before the cutoff, except children 
   JobId recent = add(*store, new_job("recent", "r"));
   finish_ok(*store, claim_one(*store, "r"), OutcomeKind::complete);
 
-  auto n = store->prune(t0 + 30min);
+  auto n = store->prune(PruneRequest{.finished_before = t0 + 30min});
   REQUIRE(n.has_value());
   CHECK(*n == 2);
   CHECK_FALSE(store->get(jobs[0].id).has_value());
@@ -119,7 +119,7 @@ TEST_CASE("prune deletes final jobs finished before the cutoff, except children 
   CHECK(store->get(k.id).has_value());  // its parent still runs
   CHECK(store->get(recent).has_value());
   CHECK(store->get(pid).has_value());
-  CHECK(*store->prune(clock->now() + 1s) == 1);  // recent
+  CHECK(*store->prune(PruneRequest{.finished_before = clock->now() + 1s}) == 1);  // recent
   CHECK(store->get(k.id).has_value());
 }
 
@@ -407,7 +407,7 @@ TEST_CASE("pruning thousands of jobs leaves a working store that never reuses id
     REQUIRE(store->finish(outs).has_value());
   }
   clock->advance(1s);
-  auto n = store->prune(clock->now());
+  auto n = store->prune(PruneRequest{.finished_before = clock->now(), .limit = kMaxPruneLimit});
   REQUIRE(n.has_value());
   CHECK(*n == kJobs);
   for (JobId id : {JobId{1}, JobId{4096}, JobId{4097}, JobId{kJobs}}) {

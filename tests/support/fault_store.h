@@ -58,7 +58,9 @@ class ForwardingStore : public Store {
   Status set_queue_paused(std::string_view queue, bool paused) override {
     return inner_->set_queue_paused(queue, paused);
   }
-  Result<std::int64_t> prune(TimePoint finished_before) override { return inner_->prune(finished_before); }
+  Result<std::int64_t> prune(const PruneRequest& request) override { return inner_->prune(request); }
+  Status announce(const WorkerInfo& worker, Duration ttl) override { return inner_->announce(worker, ttl); }
+  Status retire(std::string_view worker_id) override { return inner_->retire(worker_id); }
   Result<Job> get(JobId id) override { return inner_->get(id); }
   Result<JobPage> list(const JobFilter& filter, std::optional<JobId> cursor, int limit) override {
     return inner_->list(filter, cursor, limit);
@@ -168,9 +170,9 @@ class FaultStore final : public ForwardingStore {
     if (auto e = fault(StoreOp::set_queue_paused)) return *e;
     return ForwardingStore::set_queue_paused(queue, paused);
   }
-  Result<std::int64_t> prune(TimePoint finished_before) override {
+  Result<std::int64_t> prune(const PruneRequest& request) override {
     if (auto e = fault(StoreOp::prune)) return *e;
-    return ForwardingStore::prune(finished_before);
+    return ForwardingStore::prune(request);
   }
   Result<Job> get(JobId id) override {
     if (auto e = fault(StoreOp::get)) return *e;

@@ -41,11 +41,25 @@
 //  - next_run_at ignores pauses: it answers about jobs, not about the queue.
 //  - Stats over a window come from a ring of the most recent kStatsRing
 //    finishes; a window reaching further back sees only those.
-//  - prune() scans the stored jobs (it is called rarely, by a janitor).
+//  - prune() walks one log per final state of (finished_at, id) in finish
+//    order (a deque: an append per finish, no allocation per job), so a
+//    batch costs O(limit) plus the entries it skips (a job retried or
+//    discarded since is skipped; one whose parent is still unfinished is
+//    moved to the back for a later pass).
+//  - list() scans ids newest first in slices of kListSlice ids, releasing
+//    the lock between slices, so an administrator's listing never holds up
+//    claims for long; a listing by owner walks that owner's ids only. A page
+//    is therefore not one snapshot: a job may change while it is assembled.
+//  - claim() with kinds skips the queue's ready jobs of other kinds (they
+//    keep their place); Stats::unhandled comes from per-queue pending counts
+//    by kind kept by set_state(), and the worker registry (announce/retire).
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <deque>
+#include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -57,6 +71,7 @@
 #include "core/bounds.h"
 #include "rules/rules.h"
 #include "porter/store.h"
+#include "stores/maintenance_checks.h"
 
 namespace porter {
 namespace {
@@ -65,6 +80,7 @@ constexpr TimePoint kNever = TimePoint::min();
 constexpr std::size_t kChunkBits = 12;
 constexpr std::size_t kChunkSize = std::size_t{1} << kChunkBits;
 constexpr std::size_t kStatsRing = std::size_t{1} << 16;
+constexpr JobId kListSlice = 4096;  // ids list() visits per hold of the lock
 
 // Ready order: priority, then run_at, then id (member order = comparison order).
 struct ReadyKey {
@@ -96,6 +112,7 @@ struct Queue {
   std::set<ReadyKey> ready;     // pending and due (run_at <= now when it was put here)
   std::set<TimeKey> scheduled;  // pending and due later
   std::array<std::int64_t, 6> counts{};  // stored jobs by JobState
+  std::unordered_map<const std::string*, std::int64_t> pending_by_kind;  // interned kind -> pending jobs
   std::int64_t stored() const {
     std::int64_t n = 0;
     for (auto c : counts) n += c;
@@ -206,10 +223,26 @@ class MemoryStore final : public Store {
     promote_due(q, op.now());
     const std::string* worker = intern(request.worker);
     out.reserve(std::min<std::size_t>(static_cast<std::size_t>(request.limit), q.ready.size()));
-    while (out.size() < static_cast<std::size_t>(request.limit) && !q.ready.empty()) {
-      auto node = q.ready.begin();
+    // The kinds asked for, interned (a kind never stored cannot match), and
+    // how many pending jobs they have: the scan stops once none can be left.
+    std::vector<const std::string*> kinds;
+    std::int64_t wanted = 0;
+    for (const auto& k : request.kinds) {
+      auto interned = strings_.find(k);
+      if (interned == strings_.end() || std::find(kinds.begin(), kinds.end(), &*interned) != kinds.end()) continue;
+      kinds.push_back(&*interned);
+      if (auto n = q.pending_by_kind.find(&*interned); n != q.pending_by_kind.end()) wanted += n->second;
+    }
+    if (!request.kinds.empty() && wanted == 0) return out;
+    auto node = q.ready.begin();
+    auto may_match_more = [&] { return request.kinds.empty() || static_cast<std::int64_t>(out.size()) < wanted; };
+    while (out.size() < static_cast<std::size_t>(request.limit) && node != q.ready.end() && may_match_more()) {
       Rec& r = *find(node->id);
-      q.ready.erase(node);
+      if (!request.kinds.empty() && std::find(kinds.begin(), kinds.end(), r.kind) == kinds.end()) {
+        ++node;  // another engine's kind: it keeps its place in the queue
+        continue;
+      }
+      node = q.ready.erase(node);
       set_state(r, JobState::running);
       ++r.attempt;
       ++r.token;
@@ -380,20 +413,49 @@ class MemoryStore final : public Store {
     return {};
   }
 
-  Result<std::int64_t> prune(TimePoint finished_before) override {
+  Result<std::int64_t> prune(const PruneRequest& request) override {
+    if (auto s = detail::check_prune_request(request); !s) return s.error();
     Op op(*this);
     std::int64_t pruned = 0;
-    for (auto& chunk : chunks_) {
-      if (!chunk) continue;
-      for (Rec& r : chunk->recs) {
-        if (r.id == 0 || !is_final(r.state) || r.finished_at >= finished_before) continue;
-        if (const Rec* p = find(r.parent_id); p && !is_final(p->state)) continue;
-        erase(r);
+    for (JobState state : request.states) {
+      auto& log = finished_log(state);
+      // Entries looked at in this call: deleted, stale or put back. Bounded,
+      // so a log full of jobs whose parent is unfinished costs one pass at most.
+      std::size_t budget = log.size();
+      while (pruned < request.limit && budget > 0 && !log.empty() && log.front().first < request.finished_before) {
+        --budget;
+        auto [finished_at, id] = log.front();
+        log.pop_front();
+        Rec* r = find(id);
+        if (!r || r->state != state || r->finished_at != finished_at) continue;  // retried or deleted since
+        if (const Rec* p = find(r->parent_id); p && !is_final(p->state)) {
+          log.emplace_back(finished_at, id);  // its parent still needs it: look again later
+          continue;
+        }
+        erase(*r);
         ++pruned;
-        if (!chunk) break;  // erase() freed the chunk
       }
     }
     return pruned;
+  }
+
+  Status announce(const WorkerInfo& worker, Duration ttl) override {
+    if (auto s = detail::check_worker(worker, ttl); !s) return s;
+    Op op(*this);
+    std::erase_if(workers_, [&](const auto& w) { return w.second.expires <= op.now(); });
+    Worker& w = workers_[worker.id];
+    w.expires = detail::saturating_add(op.now(), ttl);
+    w.handles.clear();
+    for (const auto& q : worker.queues) {
+      for (const auto& k : worker.kinds) w.handles.emplace(q, k);
+    }
+    return {};
+  }
+
+  Status retire(std::string_view worker_id) override {
+    Op op(*this);
+    if (auto it = workers_.find(worker_id); it != workers_.end()) workers_.erase(it);
+    return {};
   }
 
   Result<Job> get(JobId id) override {
@@ -406,8 +468,6 @@ class MemoryStore final : public Store {
   Result<JobPage> list(const JobFilter& filter, std::optional<JobId> cursor, int limit) override {
     if (limit < 1) return make_error(ErrorCode::invalid_argument, "list limit must be >= 1");
     JobPage page;
-    Op op(*this);
-    JobId below = cursor ? *cursor : next_id_;
     auto matches = [&](const Rec& r) {
       if (!filter.states.empty() &&
           std::find(filter.states.begin(), filter.states.end(), r.state) == filter.states.end()) {
@@ -431,19 +491,51 @@ class MemoryStore final : public Store {
       page.jobs.push_back(to_job(r));
       return true;
     };
+    // Candidate ids below `below`, newest first, at most kListSlice per call;
+    // returns false when there are none left.
+    std::function<bool(JobId below, std::vector<JobId>& out)> candidates;
     if (filter.parent_id) {
-      // Children are listed by their parent: no scan of the whole store.
-      Rec* p = find(*filter.parent_id);
-      if (!p || !p->extra) return page;
-      const auto& kids = p->extra->children;
-      for (auto it = kids.rbegin(); it != kids.rend(); ++it) {
-        if (*it >= below) continue;
-        if (const Rec* c = find(*it); c && !visit(*c)) break;
-      }
-      return page;
+      candidates = [&](JobId below, std::vector<JobId>& out) {
+        // Children are listed by their parent: no scan of the whole store.
+        Rec* p = find(*filter.parent_id);
+        if (!p || !p->extra) return false;
+        const auto& kids = p->extra->children;
+        auto end = std::lower_bound(kids.begin(), kids.end(), below);
+        for (auto it = end; it != kids.begin() && out.size() < kListSlice;) out.push_back(*--it);
+        return !out.empty();
+      };
+    } else if (filter.owner && !filter.owner->empty()) {
+      candidates = [&](JobId below, std::vector<JobId>& out) {
+        auto owner = strings_.find(*filter.owner);
+        if (owner == strings_.end()) return false;
+        auto it = by_owner_.find(&*owner);
+        if (it == by_owner_.end()) return false;
+        const auto& ids = it->second.ids;
+        auto end = std::lower_bound(ids.begin(), ids.end(), below);
+        for (auto i = end; i != ids.begin() && out.size() < kListSlice;) out.push_back(*--i);
+        return !out.empty();
+      };
+    } else {
+      candidates = [&](JobId below, std::vector<JobId>& out) {
+        for (JobId id = below - 1; id >= 1 && out.size() < kListSlice; --id) out.push_back(id);
+        return !out.empty();
+      };
     }
-    for (JobId id = std::min(below, next_id_) - 1; id >= 1; --id) {
-      if (const Rec* r = find(id); r && !visit(*r)) break;
+    std::vector<JobId> slice;
+    slice.reserve(kListSlice);
+    JobId below = cursor ? *cursor : std::numeric_limits<JobId>::max();
+    for (bool more = true; more;) {
+      std::unique_lock lock(mu_);  // one slice per hold: claims and finishes run between slices
+      if (below > next_id_) below = next_id_;
+      slice.clear();
+      if (!candidates(below, slice)) break;
+      for (JobId id : slice) {
+        if (const Rec* r = find(id); r && !visit(*r)) {
+          more = false;
+          break;
+        }
+      }
+      below = slice.back();
     }
     return page;
   }
@@ -508,6 +600,17 @@ class MemoryStore final : public Store {
       Duration age = detail::saturating_diff(op.now(), r.started_at);
       if (!s.oldest_lease_age || age > *s.oldest_lease_age) s.oldest_lease_age = age;
       if (expires <= op.now()) ++s.expired_leases;
+    }
+    std::set<std::pair<std::string_view, std::string_view>> handled;
+    for (const auto& [id, w] : workers_) {
+      if (w.expires > op.now()) handled.insert(w.handles.begin(), w.handles.end());
+    }
+    for (const auto& [name, q] : queues_) {
+      std::map<std::string_view, std::int64_t> orphans;  // by kind, for a stable order
+      for (const auto& [kind, n] : q.pending_by_kind) {
+        if (n > 0 && !handled.contains({name, *kind})) orphans.emplace(*kind, n);
+      }
+      for (const auto& [kind, n] : orphans) s.unhandled.push_back({name, std::string(kind), n});
     }
     return s;
   }
@@ -625,6 +728,7 @@ class MemoryStore final : public Store {
 
   // Stores a head the rules wrote, keeping the queue indexes and leases in step.
   void write(Rec& r, const rules::JobHead& h, TimePoint now) {
+    const bool becomes_final = !is_final(r.state) && is_final(h.state);
     if (r.state != h.state || (h.state == JobState::pending && r.run_at != h.run_at)) {
       if (r.state == JobState::pending) unqueue(r);
       if (r.state == JobState::running && h.state != JobState::running) drop_lease(r);
@@ -641,6 +745,7 @@ class MemoryStore final : public Store {
     r.children_unfinished = h.children_unfinished;
     r.deps_unfinished = h.dependencies_unfinished;
     r.finished_at = h.finished_at ? *h.finished_at : kNever;
+    if (becomes_final) finished_log(h.state).emplace_back(r.finished_at, r.id);  // prune's order
   }
 
   // --- lookups (mu_ held) ----------------------------------------------------
@@ -693,6 +798,9 @@ class MemoryStore final : public Store {
   void set_state(Rec& r, JobState s) {
     --r.queue->counts[static_cast<std::size_t>(r.state)];
     ++r.queue->counts[static_cast<std::size_t>(s)];
+    if ((r.state == JobState::pending) != (s == JobState::pending)) {
+      r.queue->pending_by_kind[r.kind] += s == JobState::pending ? 1 : -1;
+    }
     if (r.has_unique_key() && is_final(r.state) != is_final(s)) {
       unique_.at(unique_index_key(*r.kind, r.extra->unique_key)).active += is_final(s) ? -1 : 1;
     }
@@ -772,6 +880,19 @@ class MemoryStore final : public Store {
     return 0;
   }
 
+  std::deque<TimeKey>& finished_log(JobState s) {
+    return finished_[static_cast<std::size_t>(s) - static_cast<std::size_t>(JobState::completed)];
+  }
+
+  // Deleted ids stay in their owner's list until they make up half of it;
+  // then the list is compacted (amortized O(1) per deletion).
+  void forget_owned(const Rec& r) {
+    OwnerIds& o = by_owner_[r.owner];
+    if (++o.deleted * 2 <= o.ids.size() || o.ids.size() < 64) return;
+    std::erase_if(o.ids, [&](JobId id) { return id == r.id || find(id) == nullptr; });
+    o.deleted = 0;
+  }
+
   Rec& allocate() {
     auto index = static_cast<std::size_t>(next_id_ - 1);
     std::size_t ci = index >> kChunkBits;
@@ -794,6 +915,7 @@ class MemoryStore final : public Store {
     r.queue = &queue_named(job.queue);
     r.kind = intern(job.kind);
     r.owner = job.owner.empty() ? nullptr : intern(job.owner);
+    if (r.owner) by_owner_[r.owner].ids.push_back(r.id);  // ids grow: stays sorted
     r.args = job.args;
     r.priority = job.priority;
     r.run_at = resolve_run_at(job, op.now());
@@ -841,6 +963,7 @@ class MemoryStore final : public Store {
       if (auto it = std::lower_bound(kids.begin(), kids.end(), r.id); it != kids.end() && *it == r.id) kids.erase(it);
     }
     --r.queue->counts[static_cast<std::size_t>(r.state)];
+    if (r.owner) forget_owned(r);
     auto index = static_cast<std::size_t>(r.id - 1);
     r = Rec{};
     std::size_t ci = index >> kChunkBits;
@@ -910,6 +1033,17 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string, UniqueEntry> unique_;  // by unique_index_key(kind, key)
   std::set<TimeKey> leases_;                            // running jobs by lease expiry
   std::vector<FinishRecord> ring_;                      // recent finishes for stats()
+  std::array<std::deque<TimeKey>, 3> finished_;         // completed, failed, cancelled: (finished_at, id) in finish order
+  struct OwnerIds {
+    std::vector<JobId> ids;    // ascending; may hold deleted ids
+    std::size_t deleted = 0;   // deletions since the last compaction
+  };
+  std::unordered_map<const std::string*, OwnerIds> by_owner_;  // interned owner -> their jobs
+  struct Worker {
+    TimePoint expires{};
+    std::set<std::pair<std::string, std::string>> handles;  // (queue, kind)
+  };
+  std::map<std::string, Worker, std::less<>> workers_;  // the registry, by worker id
   std::size_t ring_next_ = 0;
 
   detail::CallbackSet<StoreEvent> listeners_;  // its own lock, never held with mu_

@@ -119,6 +119,72 @@ UPDATE porter_meta SET value = '3' WHERE key = 'schema_version';
 PRAGMA user_version = 3;
 )sql";
 
+// Version 4 (the read side): admin reads that do not slow the workers, and
+// the worker registry.
+//  - job_counts: stored jobs per (queue, kind, state), kept by triggers in
+//    the same transaction as every insert, state change and delete, so stats
+//    reads a few rows instead of grouping the whole jobs table. Triggers, not
+//    the store's statements: no transition can forget to count.
+//  - jobs_owner: an owner's listing (every non-admin listing) is an index
+//    range, newest first; partial, so unowned jobs pay nothing for it.
+//  - jobs_failed / jobs_cancelled: the admin page's "failed jobs" listing
+//    reads only those, newest first (a scan from the newest job would read
+//    every job when few failed); partial, so only jobs entering or leaving
+//    those states pay for them.
+//  - jobs_claim gains `kind` as its last column: a claim limited to some
+//    kinds (ClaimRequest::kinds) filters in the index, without reading rows.
+//  - jobs_finished covers (finished_at, state, kind, started_at, run_time,
+//    queue_latency): prune finds
+//    its oldest batch and stats its window without reading rows.
+//  - workers / worker_kinds: the registry behind Stats::unhandled.
+constexpr const char* kMigrateV3ToV4 = R"sql(
+CREATE TABLE job_counts (
+  queue TEXT    NOT NULL,
+  kind  TEXT    NOT NULL,
+  state INTEGER NOT NULL,
+  n     INTEGER NOT NULL,
+  PRIMARY KEY (queue, kind, state)
+) WITHOUT ROWID;
+INSERT INTO job_counts(queue, kind, state, n) SELECT queue, kind, state, count(*) FROM jobs GROUP BY queue, kind, state;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+  INSERT INTO job_counts(queue, kind, state, n) VALUES (new.queue, new.kind, new.state, 1)
+    ON CONFLICT(queue, kind, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+  UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND kind = old.kind AND state = old.state;
+END;
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue, kind ON jobs
+WHEN old.state <> new.state OR old.queue <> new.queue OR old.kind <> new.kind BEGIN
+  UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND kind = old.kind AND state = old.state;
+  INSERT INTO job_counts(queue, kind, state, n) VALUES (new.queue, new.kind, new.state, 1)
+    ON CONFLICT(queue, kind, state) DO UPDATE SET n = n + 1;
+END;
+
+CREATE INDEX jobs_owner ON jobs(owner, id) WHERE owner <> '';
+CREATE INDEX jobs_failed ON jobs(id) WHERE state = 4;
+CREATE INDEX jobs_cancelled ON jobs(id) WHERE state = 5;
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_claim ON jobs(queue, priority, run_at, id, kind) WHERE state = 0;
+DROP INDEX jobs_finished;
+CREATE INDEX jobs_finished ON jobs(finished_at, state, kind, started_at, run_time, queue_latency)
+  WHERE finished_at IS NOT NULL;
+
+CREATE TABLE workers (
+  id      TEXT PRIMARY KEY,
+  expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE worker_kinds (
+  queue  TEXT NOT NULL,
+  kind   TEXT NOT NULL,
+  worker TEXT NOT NULL,
+  PRIMARY KEY (queue, kind, worker)
+) WITHOUT ROWID;
+CREATE INDEX worker_kinds_worker ON worker_kinds(worker);
+
+UPDATE porter_meta SET value = '4' WHERE key = 'schema_version';
+PRAGMA user_version = 4;
+)sql";
+
 static_assert(kPorterApplicationId == 1347375700, "kSchemaV1 spells the application id in decimal");
 
 std::int64_t pragma_int(Db& db, const char* sql) {
@@ -180,7 +246,8 @@ Status migrate(Db& db) {
   if (version == 0) db.exec(kSchemaV1);
   if (version < 2) db.exec(kMigrateV1ToV2);
   if (version < 3) db.exec(kMigrateV2ToV3);
-  // Future versions: `if (version < 4) db.exec(kMigrateV3ToV4);` and so on, each bumping user_version.
+  if (version < 4) db.exec(kMigrateV3ToV4);
+  // Future versions: `if (version < 5) db.exec(kMigrateV4ToV5);` and so on, each bumping user_version.
   return {};
 }
 

@@ -4,9 +4,13 @@
 // BEGIN IMMEDIATE, which takes the database's write lock up front, so two
 // processes (or two connections) can never both read a job as pending and
 // both lease it. Inside one process SQLite serializes writers anyway, so the
-// store keeps ONE connection guarded by `mu_`: a second connection would only
-// add lock handoffs. Reads (get/list/stats) use the same connection inside a
-// deferred transaction; in WAL mode they never block other processes' writers.
+// store keeps ONE write connection guarded by `mu_`: a second one would only
+// add lock handoffs. Reads (get, list, stats, next_run_at) have a connection
+// of their own (`reader_`, guarded by `read_mu_`, PRAGMA query_only): in WAL
+// mode a reader never waits for a writer, so an administrator's page or a
+// wait_for() never queues behind a write that waits for another process's
+// write lock, and never holds up this process's claims. An in-memory
+// database (no WAL, and private to its connection) reads on the writer.
 //
 // Busy. busy_timeout makes SQLite wait for another process's write lock; if
 // it still reports SQLITE_BUSY the whole transaction is rolled back and run
@@ -58,6 +62,7 @@
 #include "rules/rules.h"
 #include "porter/sqlite_store.h"
 #include "stores/sqlite/db.h"
+#include "stores/maintenance_checks.h"
 #include "stores/sqlite/schema.h"
 
 namespace porter {
@@ -208,8 +213,9 @@ struct PendingEvent {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(std::unique_ptr<Db> db, std::shared_ptr<Clock> clock, std::string path, bool wal)
-      : db_(std::move(db)), clock_(std::move(clock)), path_(std::move(path)) {
+  SqliteStore(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, std::shared_ptr<Clock> clock, std::string path,
+              bool wal)
+      : db_(std::move(db)), reader_(std::move(reader)), clock_(std::move(clock)), path_(std::move(path)) {
     if (wal) {
       checkpointer_ = std::make_unique<Checkpointer>(path_);
       sqlite3_wal_hook(db_->handle(), on_wal_commit, checkpointer_.get());
@@ -235,7 +241,9 @@ class SqliteStore final : public Store {
   Status retry_job(JobId id) override;
   Status discard(JobId id) override;
   Status set_queue_paused(std::string_view queue, bool paused) override;
-  Result<std::int64_t> prune(TimePoint finished_before) override;
+  Result<std::int64_t> prune(const PruneRequest& request) override;
+  Status announce(const WorkerInfo& worker, Duration ttl) override;
+  Status retire(std::string_view worker_id) override;
   Result<Job> get(JobId id) override;
   Result<JobPage> list(const JobFilter& filter, std::optional<JobId> cursor, int limit) override;
   Result<Stats> stats(Duration window) override;
@@ -251,6 +259,10 @@ class SqliteStore final : public Store {
   // outside the lock.
   template <class Fn>
   auto transact(TxKind kind, std::string_view what, Fn&& fn) -> decltype(fn());
+  // Runs `fn(db, now)` (returning Result<T>) in one read transaction on the
+  // read connection (under read_mu_ only), or on the writer when there is none.
+  template <class Fn>
+  auto read(std::string_view what, Fn&& fn) -> decltype(fn(std::declval<Db&>(), TimePoint{}));
 
   // The rules' transaction adapter over this store's rows (mu_ held).
   class SqliteTx final : public rules::Tx {
@@ -292,7 +304,7 @@ class SqliteStore final : public Store {
   std::optional<rules::JobHead> head(JobId id);
   std::optional<rules::JobHead> live(const LeaseRef& ref);
   JobState current_state(JobId id);
-  Job load_details(JobRow row);
+  static Job load_details(Db& db, JobRow row);
   void delete_job(JobId id);
   void emit(StoreEvent::Type type, std::string_view queue, JobId job, JobState state = JobState::pending,
             std::uint64_t token = 0) {
@@ -303,6 +315,8 @@ class SqliteStore final : public Store {
 
   std::mutex mu_;                    // guards db_, now_ and events_ (every statement and transaction)
   std::unique_ptr<Db> db_;
+  std::mutex read_mu_;               // guards reader_ (never held with mu_)
+  std::unique_ptr<Db> reader_;       // the read connection; null for an in-memory database
   TimePoint now_{};                  // the clock read once at the start of the transaction
   std::vector<PendingEvent> events_; // events of the running transaction
   SqliteTx tx_{*this};               // the rules' adapter; its worklist is per transaction
@@ -361,6 +375,28 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
     } catch (const SqliteError& e) {
       tx.abandon();
       events_.clear();
+      if (e.busy() && attempt + 1 < kBusyRetries) continue;
+      return detail::to_error(e, std::string(what) + " on '" + path_ + "'");
+    }
+  }
+}
+
+template <class Fn>
+auto SqliteStore::read(std::string_view what, Fn&& fn) -> decltype(fn(std::declval<Db&>(), TimePoint{})) {
+  if (!reader_) return transact(TxKind::read, what, [&] { return fn(*db_, now_); });
+  for (int attempt = 0;; ++attempt) {
+    std::lock_guard lock(read_mu_);
+    // Ends the read transaction on every exit, exceptions of any kind included.
+    struct EndRead {
+      Db& db;
+      ~EndRead() {
+        if (!sqlite3_get_autocommit(db.handle())) sqlite3_exec(db.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      }
+    } end{*reader_};
+    try {
+      reader_->exec("BEGIN");
+      return fn(*reader_, clock_->now());
+    } catch (const SqliteError& e) {
       if (e.busy() && attempt + 1 < kBusyRetries) continue;
       return detail::to_error(e, std::string(what) + " on '" + path_ + "'");
     }
@@ -537,20 +573,20 @@ void SqliteStore::delete_job(JobId id) {
   }
 }
 
-Job SqliteStore::load_details(JobRow row) {
+Job SqliteStore::load_details(Db& db, JobRow row) {
   Job& j = row.job;
   if (row.error_count > 0) {
-    auto q = db_->query("SELECT attempt, at, message, permanent FROM attempt_errors WHERE job_id = ? ORDER BY seq");
+    auto q = db.query("SELECT attempt, at, message, permanent FROM attempt_errors WHERE job_id = ? ORDER BY seq");
     q.bind(0, j.id);
     while (q.step()) j.errors.push_back({q.i32(0), tp(q.i64(1)), q.text(2), q.flag(3)});
   }
   if (row.dependency_count > 0) {
-    auto q = db_->query("SELECT depends_on FROM dependencies WHERE job_id = ? ORDER BY seq");
+    auto q = db.query("SELECT depends_on FROM dependencies WHERE job_id = ? ORDER BY seq");
     q.bind(0, j.id);
     while (q.step()) j.depends_on.push_back(q.i64(0));
   }
   if (j.item_error_count > 0) {
-    auto q = db_->query("SELECT item, message FROM item_errors WHERE job_id = ? ORDER BY seq");
+    auto q = db.query("SELECT item, message FROM item_errors WHERE job_id = ? ORDER BY seq");
     q.bind(0, j.id);
     while (q.step()) j.item_errors.push_back({q.text(0), q.text(1)});
   }
@@ -732,9 +768,34 @@ Result<std::vector<InsertResult>> SqliteStore::spawn(const LeaseRef& parent, std
 
 // --- workers -----------------------------------------------------------------
 
+// ["a","b"]: a list of names bound as one parameter and read with json_each.
+std::string json_array(const std::vector<std::string>& names) {
+  std::string out = "[";
+  for (const auto& name : names) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (unsigned char c : name) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else if (c < 0x20) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    out += '"';
+  }
+  return out + "]";
+}
+
 Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
   if (request.limit < 1) return make_error(ErrorCode::invalid_argument, "claim limit must be >= 1");
   if (request.lease_for <= Duration::zero()) return make_error(ErrorCode::invalid_argument, "lease_for must be positive");
+  const std::string kinds_json = request.kinds.empty() ? std::string() : json_array(request.kinds);
   return transact(TxKind::write, "claim", [&]() -> Result<std::vector<Job>> {
     std::vector<Job> out;
     {
@@ -747,21 +808,30 @@ Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
       // One statement picks the head of the queue from the partial index and
       // leases it; BEGIN IMMEDIATE makes the pick and the update one step.
       // INDEXED BY: the planner would otherwise take jobs_next_run for the
-      // run_at range and sort the whole queue for the priority order.
+      // run_at range and sort the whole queue for the priority order. With
+      // kinds, the kind (the index's last column) is tested in the index:
+      // jobs of other kinds are stepped over without reading their rows.
       auto q = db_->query(
-          "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
-          "lease_expires = ?2, started_at = ?3 "
-          "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
-          "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS);
+          kinds_json.empty()
+              ? "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
+                "lease_expires = ?2, started_at = ?3 "
+                "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
+                "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS
+              : "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
+                "lease_expires = ?2, started_at = ?3 "
+                "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
+                "AND kind IN (SELECT value FROM json_each(?6)) "
+                "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS);
       q.bind(0, request.worker).bind(1, us(detail::saturating_add(now_, request.lease_for))).bind(2, us(now_));
       q.bind(3, request.queue).bind(4, request.limit);
+      if (!kinds_json.empty()) q.bind(5, std::string_view(kinds_json));
       while (q.step()) rows.push_back(read_job(q));
     }
     std::sort(rows.begin(), rows.end(), [](const JobRow& a, const JobRow& b) {
       return std::tie(a.job.priority, a.job.run_at, a.job.id) < std::tie(b.job.priority, b.job.run_at, b.job.id);
     });
     out.reserve(rows.size());
-    for (auto& r : rows) out.push_back(load_details(std::move(r)));
+    for (auto& r : rows) out.push_back(load_details(*db_, std::move(r)));
     return out;
   });
 }
@@ -864,9 +934,9 @@ Result<std::vector<JobId>> SqliteStore::rescue_expired() {
 }
 
 Result<std::optional<TimePoint>> SqliteStore::next_run_at(std::string_view queue) {
-  return transact(TxKind::read, "next_run_at", [&]() -> Result<std::optional<TimePoint>> {
+  return read("next_run_at", [&](Db& db, TimePoint) -> Result<std::optional<TimePoint>> {
     // One seek in jobs_next_run (queue, run_at) WHERE state = 0.
-    auto q = db_->query("SELECT run_at FROM jobs WHERE state = 0 AND queue = ? ORDER BY run_at LIMIT 1");
+    auto q = db.query("SELECT run_at FROM jobs WHERE state = 0 AND queue = ? ORDER BY run_at LIMIT 1");
     q.bind(0, queue);
     if (q.step() && !q.is_null(0)) return std::optional<TimePoint>(tp(q.i64(0)));
     return std::optional<TimePoint>();
@@ -943,14 +1013,19 @@ Status SqliteStore::set_queue_paused(std::string_view queue, bool paused) {
   });
 }
 
-Result<std::int64_t> SqliteStore::prune(TimePoint finished_before) {
+Result<std::int64_t> SqliteStore::prune(const PruneRequest& request) {
+  if (auto s = detail::check_prune_request(request); !s) return s.error();
+  std::int64_t states = 0;  // a bit per JobState
+  for (JobState st : request.states) states |= std::int64_t{1} << state_int(st);
   return transact(TxKind::write, "prune", [&]() -> Result<std::int64_t> {
     std::vector<JobId> ids;
     {
+      // The oldest finishes first, from jobs_finished (which holds state too).
       auto q = db_->query(
-          "SELECT j.id FROM jobs j WHERE j.finished_at < ?1 AND j.state IN (3, 4, 5) AND NOT EXISTS "
-          "(SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.state IN (0, 1, 2))");
-      q.bind(0, us(finished_before));
+          "SELECT j.id FROM jobs j INDEXED BY jobs_finished WHERE j.finished_at < ?1 AND ((1 << j.state) & ?2) <> 0 "
+          "AND j.state IN (3, 4, 5) AND NOT EXISTS "
+          "(SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.state IN (0, 1, 2)) ORDER BY j.finished_at LIMIT ?3");
+      q.bind(0, us(request.finished_before)).bind(1, states).bind(2, request.limit);
       while (q.step()) ids.push_back(q.i64(0));
     }
     for (JobId id : ids) delete_job(id);
@@ -958,15 +1033,61 @@ Result<std::int64_t> SqliteStore::prune(TimePoint finished_before) {
   });
 }
 
+// --- worker registry ---------------------------------------------------------
+
+Status SqliteStore::announce(const WorkerInfo& worker, Duration ttl) {
+  if (auto s = detail::check_worker(worker, ttl); !s) return s;
+  return transact(TxKind::write, "announce", [&]() -> Status {
+    // Expired entries go first (a crashed engine's), then this worker's old ones.
+    {
+      auto q = db_->query("DELETE FROM worker_kinds WHERE worker IN (SELECT id FROM workers WHERE expires <= ?1 OR id = ?2)");
+      q.bind(0, us(now_)).bind(1, worker.id);
+      q.run();
+    }
+    {
+      auto q = db_->query("DELETE FROM workers WHERE expires <= ?1 OR id = ?2");
+      q.bind(0, us(now_)).bind(1, worker.id);
+      q.run();
+    }
+    {
+      auto q = db_->query("INSERT INTO workers(id, expires) VALUES (?, ?)");
+      q.bind(0, worker.id).bind(1, us(detail::saturating_add(now_, ttl)));
+      q.run();
+    }
+    for (const auto& queue : worker.queues) {
+      for (const auto& kind : worker.kinds) {
+        auto q = db_->query("INSERT OR IGNORE INTO worker_kinds(queue, kind, worker) VALUES (?, ?, ?)");
+        q.bind(0, queue).bind(1, kind).bind(2, worker.id);
+        q.run();
+      }
+    }
+    return {};
+  });
+}
+
+Status SqliteStore::retire(std::string_view worker_id) {
+  return transact(TxKind::write, "retire", [&]() -> Status {
+    for (const char* sql : {"DELETE FROM worker_kinds WHERE worker = ?", "DELETE FROM workers WHERE id = ?"}) {
+      auto q = db_->query(sql);
+      q.bind(0, worker_id);
+      q.run();
+    }
+    return {};
+  });
+}
+
 // --- reads -------------------------------------------------------------------
 
 Result<Job> SqliteStore::get(JobId id) {
-  return transact(TxKind::read, "get", [&]() -> Result<Job> {
-    auto q = db_->query("SELECT " PORTER_JOB_COLUMNS " FROM jobs WHERE id = ?");
-    q.bind(0, id);
-    if (!q.step()) return not_found(id);
-    auto row = read_job(q);
-    return load_details(std::move(row));
+  return read("get", [&](Db& db, TimePoint) -> Result<Job> {
+    JobRow row;
+    {
+      auto q = db.query("SELECT " PORTER_JOB_COLUMNS " FROM jobs WHERE id = ?");
+      q.bind(0, id);
+      if (!q.step()) return not_found(id);
+      row = read_job(q);
+    }
+    return load_details(db, std::move(row));
   });
 }
 
@@ -981,7 +1102,11 @@ Result<JobPage> SqliteStore::list(const JobFilter& filter, std::optional<JobId> 
     binds.push_back([i, value](Query& q) { q.bind(i, value); });
     return "?" + std::to_string(i + 1);
   };
-  if (!filter.states.empty()) {
+  if (filter.states.size() == 1 &&
+      (filter.states[0] == JobState::failed || filter.states[0] == JobState::cancelled)) {
+    // A literal, so the planner can use the partial index jobs_failed / jobs_cancelled.
+    sql += filter.states[0] == JobState::failed ? " AND state = 4" : " AND state = 5";
+  } else if (!filter.states.empty()) {
     sql += " AND state IN (";
     for (std::size_t i = 0; i < filter.states.size(); ++i) {
       sql += (i ? ", " : "") + param(static_cast<std::int64_t>(filter.states[i]));
@@ -990,23 +1115,27 @@ Result<JobPage> SqliteStore::list(const JobFilter& filter, std::optional<JobId> 
   }
   if (filter.queue) sql += " AND queue = " + param(std::string_view(*filter.queue));
   if (filter.kind) sql += " AND kind = " + param(std::string_view(*filter.kind));
-  if (filter.owner) sql += " AND owner = " + param(std::string_view(*filter.owner));
+  if (filter.owner) {
+    // The literal lets the planner use the partial index jobs_owner (owner, id).
+    sql += " AND owner = " + param(std::string_view(*filter.owner));
+    if (!filter.owner->empty()) sql += " AND owner <> ''";
+  }
   if (filter.parent_id) sql += " AND parent_id = " + param(*filter.parent_id);
   if (filter.created_after) sql += " AND created_at >= " + param(us(*filter.created_after));
   if (filter.created_before) sql += " AND created_at < " + param(us(*filter.created_before));
   if (cursor) sql += " AND id < " + param(*cursor);
   sql += " ORDER BY id DESC LIMIT " + param(static_cast<std::int64_t>(limit) + 1);
-  return transact(TxKind::read, "list", [&]() -> Result<JobPage> {
+  return read("list", [&](Db& db, TimePoint) -> Result<JobPage> {
     JobPage page;
     std::vector<JobRow> rows;
     {
-      auto q = db_->prepare_once(sql);
+      auto q = db.prepare_once(sql);
       for (auto& b : binds) b(q);
       while (q.step()) rows.push_back(read_job(q));
     }
     bool more = static_cast<int>(rows.size()) > limit;
     if (more) rows.resize(static_cast<std::size_t>(limit));
-    for (auto& r : rows) page.jobs.push_back(load_details(std::move(r)));
+    for (auto& r : rows) page.jobs.push_back(load_details(db, std::move(r)));
     if (more) page.next = page.jobs.back().id;
     return page;
   });
@@ -1020,27 +1149,28 @@ Duration percentile(std::vector<std::int64_t>& sorted, double p) {
   return Duration(sorted[rank - 1]);
 }
 
+// Run-time percentiles come from at most this many of the window's most
+// recent finishes (the memory store keeps a ring of the same size), so a
+// stats call costs the same however busy the window was.
+constexpr std::int64_t kStatsSample = std::int64_t{1} << 16;
+
 Result<Stats> SqliteStore::stats(Duration window) {
-  return transact(TxKind::read, "stats", [&]() -> Result<Stats> {
+  return read("stats", [&](Db& db, TimePoint now) -> Result<Stats> {
     Stats st;
-    st.at = now_;
+    st.at = now;
     std::map<std::string, QueueInfo> queues;
     {
-      auto q = db_->query("SELECT name, paused FROM queues");
-      while (q.step()) {
-        auto& qi = queues[q.text(0)];
-        qi.paused = q.flag(1);
-      }
+      auto q = db.query("SELECT name, paused FROM queues");
+      while (q.step()) queues[q.text(0)].paused = q.flag(1);
     }
     {
-      auto q = db_->query(
-          "SELECT queue, state, run_at > ?1, count(*) FROM jobs GROUP BY queue, state, run_at > ?1");
-      q.bind(0, us(now_));
+      // job_counts is kept by triggers: a few rows, not a scan of the jobs.
+      auto q = db.query("SELECT queue, state, sum(n) FROM job_counts GROUP BY queue, state HAVING sum(n) > 0");
       while (q.step()) {
         auto& qi = queues[q.text(0)];
-        std::int64_t c = q.i64(3);
+        std::int64_t c = q.i64(2);
         switch (static_cast<JobState>(q.i32(1))) {
-          case JobState::pending: (q.flag(2) ? qi.scheduled : qi.pending) += c; break;
+          case JobState::pending: qi.pending += c; break;
           case JobState::running: qi.running += c; break;
           case JobState::waiting: qi.waiting += c; break;
           case JobState::completed: qi.completed += c; break;
@@ -1051,12 +1181,19 @@ Result<Stats> SqliteStore::stats(Duration window) {
     }
     for (auto& [name, qi] : queues) {
       qi.name = name;
+      if (qi.pending > 0) {
+        // Scheduled: an index range of jobs_next_run (queue, run_at) WHERE state = 0.
+        auto q = db.query("SELECT count(*) FROM jobs INDEXED BY jobs_next_run WHERE state = 0 AND queue = ? AND run_at > ?");
+        q.bind(0, name).bind(1, us(now));
+        if (q.step()) qi.scheduled = q.i64(0);
+        qi.pending -= qi.scheduled;
+      }
       // Listed: every queue that has jobs or is paused.
       auto stored = qi.pending + qi.scheduled + qi.running + qi.waiting + qi.completed + qi.failed + qi.cancelled;
       if (stored > 0 || qi.paused) st.queues.push_back(qi);
     }
 
-    std::int64_t since = us(detail::saturating_sub(now_, window));
+    std::int64_t since = us(detail::saturating_sub(now, window));
     struct KindAcc {
       KindStats s;
       std::vector<std::int64_t> runs;
@@ -1064,10 +1201,11 @@ Result<Stats> SqliteStore::stats(Duration window) {
     };
     std::map<std::string, KindAcc> kinds;
     {
-      auto q = db_->query(
-          "SELECT kind, state, started_at, finished_at, run_time, queue_latency FROM jobs "
-          "WHERE finished_at >= ? AND state IN (3, 4)");
-      q.bind(0, since);
+      // Index-only: jobs_finished holds (finished_at, state, kind, started_at).
+      auto q = db.query(
+          "SELECT kind, state, started_at, finished_at, run_time, queue_latency FROM jobs INDEXED BY jobs_finished "
+          "WHERE finished_at >= ?1 AND finished_at <= ?2 AND state IN (3, 4) ORDER BY finished_at DESC LIMIT ?3");
+      q.bind(0, since).bind(1, us(now)).bind(2, kStatsSample);
       while (q.step()) {
         auto& k = kinds[q.text(0)];
         (static_cast<JobState>(q.i32(1)) == JobState::completed ? k.s.completed : k.s.failed) += 1;
@@ -1076,7 +1214,7 @@ Result<Stats> SqliteStore::stats(Duration window) {
       }
     }
     {
-      auto q = db_->query(
+      auto q = db.query(
           "SELECT j.kind, count(*) FROM attempt_errors e JOIN jobs j ON j.id = e.job_id "
           "WHERE e.at >= ? AND e.retried = 1 GROUP BY j.kind");
       q.bind(0, since);
@@ -1097,13 +1235,21 @@ Result<Stats> SqliteStore::stats(Duration window) {
       st.kinds.push_back(k.s);
     }
     {
-      auto q = db_->query(
+      auto q = db.query(
           "SELECT min(started_at), sum(lease_expires <= ?1), count(*) FROM jobs WHERE state = 1");
-      q.bind(0, us(now_));
+      q.bind(0, us(now));
       if (q.step() && q.i64(2) > 0) {
-        if (!q.is_null(0)) st.oldest_lease_age = detail::saturating_diff(now_, tp(q.i64(0)));
+        if (!q.is_null(0)) st.oldest_lease_age = detail::saturating_diff(now, tp(q.i64(0)));
         st.expired_leases = q.i64(1);
       }
+    }
+    {
+      auto q = db.query(
+          "SELECT c.queue, c.kind, c.n FROM job_counts c WHERE c.state = 0 AND c.n > 0 AND NOT EXISTS "
+          "(SELECT 1 FROM worker_kinds k JOIN workers w ON w.id = k.worker "
+          "WHERE k.queue = c.queue AND k.kind = c.kind AND w.expires > ?1) ORDER BY c.queue, c.kind");
+      q.bind(0, us(now));
+      while (q.step()) st.unhandled.push_back({q.text(0), q.text(1), q.i64(2)});
     }
     return st;
   });
@@ -1206,8 +1352,20 @@ Result<std::shared_ptr<Store>> open_sqlite_store(const std::string& path, Sqlite
   } catch (const SqliteError& e) {
     return detail::to_error(e, "opening '" + path + "'");
   }
+  std::unique_ptr<Db> reader;
+  if (wal) {
+    try {
+      // The read connection (see the top of the file): query_only, so it can never write.
+      reader = std::make_unique<Db>(path, kOpenFlags);
+      reader->exec(("PRAGMA busy_timeout = " + std::to_string(options.busy_timeout.count())).c_str());
+      reader->exec("PRAGMA query_only = 1; PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY");
+    } catch (const SqliteError& e) {
+      return detail::to_error(e, "opening the read connection to '" + path + "'");
+    }
+  }
   auto clock = options.clock ? options.clock : system_clock();
-  return std::shared_ptr<Store>(std::make_shared<SqliteStore>(std::move(db), std::move(clock), path, wal));
+  return std::shared_ptr<Store>(
+      std::make_shared<SqliteStore>(std::move(db), std::move(reader), std::move(clock), path, wal));
 }
 
 }  // namespace porter
