@@ -188,6 +188,7 @@ struct WorkerSlot {
   std::mutex mu;  // guards all fields
   bool in_handler = false;
   bool abandoned = false;
+  bool closed = false;  // stop() is joining this worker: it must not start a handler now
   std::shared_ptr<Run> run;  // while in_handler
 };
 
@@ -581,6 +582,8 @@ struct EngineCore {
           if (q->slots[i]->in_handler) {
             q->slots[i]->abandoned = true;
             overran = q->slots[i]->run;
+          } else {
+            q->slots[i]->closed = true;  // so the join below cannot wait on a handler
           }
         }
         if (overran) {
@@ -1538,12 +1541,16 @@ bool EngineCore::execute(const std::shared_ptr<Run>& run, const std::shared_ptr<
       run->timeout_at.store(saturating_add(now(), *entry->timeout).time_since_epoch().count());
       poke_watchdog();
     }
+    bool closed = false;
     {
       std::lock_guard lock(slot->mu);
-      slot->in_handler = true;
-      slot->run = run;
+      closed = slot->closed;
+      slot->in_handler = !closed;
+      if (!closed) slot->run = run;
     }
-    outcome = run_handler(*entry, *run, store_, engine_gate_);
+    // stop() is past its deadlines and about to join this thread: hand back.
+    if (closed) run->stop_for(StopReason::shutdown);
+    if (!closed) outcome = run_handler(*entry, *run, store_, engine_gate_);
     {
       std::lock_guard lock(slot->mu);
       if (slot->abandoned) return false;  // stop() gave up on us: the engine may be gone
