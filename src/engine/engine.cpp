@@ -1018,8 +1018,8 @@ struct EngineCore {
   void watchdog_loop(std::stop_token st) {
     // Early enough that the handler can stop before the lease ends; late
     // enough that one heartbeat after the last renewal could still succeed.
-    const Duration margin =
-        std::min(options_.heartbeat_every, saturating_diff(TimePoint(options_.lease_for), TimePoint(options_.heartbeat_every)) / 2);
+    // (start() checked 0 < heartbeat_every < lease_for: no overflow.)
+    const Duration margin = std::min(options_.heartbeat_every, (options_.lease_for - options_.heartbeat_every) / 2);
     while (!st.stop_requested()) {
       const TimePoint t = now();
       TimePoint next = saturating_add(t, options_.heartbeat_every);
