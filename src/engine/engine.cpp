@@ -1270,6 +1270,12 @@ struct EngineCore {
       std::lock_guard lock(watch_mu_);
       auto it = callbacks_.find(id);
       if (it == callbacks_.end()) return;
+      if (!job && !it->second.final_state && !it->second.missing_once) {
+        // Our own `finished` event may still be on its way (the store calls
+        // listeners just after its write): look once more before giving up.
+        it->second.missing_once = true;
+        return;
+      }
       watch = std::move(it->second);
       callbacks_.erase(it);
     }
@@ -1334,6 +1340,7 @@ struct EngineCore {
   struct Watch {
     Job seen;                             // as read by on_finished
     std::optional<JobState> final_state;  // from this process's `finished` event
+    bool missing_once = false;            // read back as not_found once, with no final state known
     std::vector<std::function<void(const Job&)>> callbacks;
   };
   std::map<JobId, Watch> callbacks_;  // ordered: the sweep goes round it
