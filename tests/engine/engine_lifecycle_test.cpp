@@ -339,3 +339,18 @@ TEST_CASE("life: every claim names the kinds this engine handles; no handlers, n
   REQUIRE_FALSE(claims.empty());
   for (const auto& kinds : claims) CHECK(kinds == std::vector<std::string>{"a", "b"});
 }
+
+TEST_CASE("life: Duration::max() intervals mean never, not a busy loop or an early deadline", "[engine][life]") {
+  auto recording = std::make_shared<RecordingStore>(make_memory_store());
+  Engine engine(recording, {.queues = {{"default", 1}}, .lease_for = Duration::max(),
+                            .heartbeat_every = std::chrono::hours(1), .reaper_every = Duration::max(),
+                            .poll_every = Duration::max(), .shutdown_grace = Duration::max()});
+  REQUIRE(engine.register_handler("k", [](JobContext& ctx) { ctx.set_result(R"("done")"); }));
+  REQUIRE(engine.start());
+  std::this_thread::sleep_for(100ms);  // a measuring window, not a timing assertion
+  CHECK(recording->claim_kinds().size() < 10);  // an overflowing poll deadline claims in a loop
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "k"});
+  REQUIRE(job);
+  CHECK(job->state == JobState::completed);
+  engine.stop();
+}
