@@ -354,3 +354,52 @@ TEST_CASE("life: Duration::max() intervals mean never, not a busy loop or an ear
   CHECK(job->state == JobState::completed);
   engine.stop();
 }
+
+namespace {
+
+// Lets a test raise store events by hand, as a store does when an
+// administrator expires a stuck job (StoreEvent::Type::lease_lost).
+class EventfulStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::uint64_t add_listener(Listener listener) override {
+    std::lock_guard lock(mu_);
+    listeners_.push_back(listener);
+    return ForwardingStore::add_listener(std::move(listener));
+  }
+  void raise(const StoreEvent& ev) {
+    std::vector<Listener> all;
+    {
+      std::lock_guard lock(mu_);
+      all = listeners_;
+    }
+    for (auto& l : all) l(ev);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Listener> listeners_;
+};
+
+}  // namespace
+
+TEST_CASE("life: a lost lease stops the handler at once and never cancels the job", "[engine][life]") {
+  auto store = std::make_shared<EventfulStore>(make_memory_store());
+  Engine engine(store, {.queues = {{"default", 1}}});
+  std::atomic<int> runs{0};
+  std::atomic<bool> stopped{false};
+  REQUIRE(engine.register_handler("k", [&](JobContext& ctx) {
+    if (runs.fetch_add(1) > 0) return;  // the second run completes
+    while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+    stopped.store(true);
+  }));
+  REQUIRE(engine.start());
+  auto id = engine.enqueue({.kind = "k"});
+  REQUIRE(id);
+  REQUIRE(eventually([&] { return runs.load() == 1; }));
+  store->raise(StoreEvent{.type = StoreEvent::Type::lease_lost, .queue = "default", .job = id->id});
+  REQUIRE(eventually([&] { return stopped.load(); }));
+  auto job = engine.wait_for(id->id, 20s);
+  REQUIRE(job);
+  CHECK(job->state == JobState::completed);
+}
