@@ -56,10 +56,12 @@ class JobContext {
   // True when this run is the callback phase after the job's children finished.
   bool is_callback() const noexcept { return job().callback_pending; }
 
-  // Cancellation: an administrator aborted the job, its lease was lost, or
-  // the engine is shutting down past its grace period. Long handlers poll it
-  // and return early; the job then ends cancelled (or is handed back on
-  // shutdown), whatever the handler returns.
+  // Stop now: an administrator cancelled the job (it ends cancelled), its
+  // lease was lost or is about to expire because heartbeats fail (retried),
+  // its kind's timeout passed (retried as "timed out"), or the engine is
+  // shutting down past its grace period (handed back). Long handlers poll it
+  // and return early; the engine decides the outcome by the reason, whatever
+  // the handler returns.
   virtual bool cancelled() const noexcept = 0;
   virtual std::stop_token stop_token() const noexcept = 0;
 

@@ -194,6 +194,7 @@ struct WorkerSlot {
   std::mutex mu;  // guards all fields
   bool in_handler = false;
   bool abandoned = false;
+  bool closed = false;  // stop() is joining this worker: it must not start a handler now
   std::shared_ptr<Run> run;  // while in_handler
 };
 
@@ -591,6 +592,8 @@ struct EngineCore {
           if (q->slots[i]->in_handler) {
             q->slots[i]->abandoned = true;
             overran = q->slots[i]->run;
+          } else {
+            q->slots[i]->closed = true;  // so the join below cannot wait on a handler
           }
         }
         if (overran) {
@@ -1025,8 +1028,8 @@ struct EngineCore {
   void watchdog_loop(std::stop_token st) {
     // Early enough that the handler can stop before the lease ends; late
     // enough that one heartbeat after the last renewal could still succeed.
-    const Duration margin =
-        std::min(options_.heartbeat_every, saturating_diff(TimePoint(options_.lease_for), TimePoint(options_.heartbeat_every)) / 2);
+    // (start() checked 0 < heartbeat_every < lease_for: no overflow.)
+    const Duration margin = std::min(options_.heartbeat_every, (options_.lease_for - options_.heartbeat_every) / 2);
     while (!st.stop_requested()) {
       const TimePoint t = now();
       TimePoint next = saturating_add(t, options_.heartbeat_every);
@@ -1277,6 +1280,12 @@ struct EngineCore {
       std::lock_guard lock(watch_mu_);
       auto it = callbacks_.find(id);
       if (it == callbacks_.end()) return;
+      if (!job && !it->second.final_state && !it->second.missing_once) {
+        // Our own `finished` event may still be on its way (the store calls
+        // listeners just after its write): look once more before giving up.
+        it->second.missing_once = true;
+        return;
+      }
       watch = std::move(it->second);
       callbacks_.erase(it);
     }
@@ -1341,6 +1350,7 @@ struct EngineCore {
   struct Watch {
     Job seen;                             // as read by on_finished
     std::optional<JobState> final_state;  // from this process's `finished` event
+    bool missing_once = false;            // read back as not_found once, with no final state known
     std::vector<std::function<void(const Job&)>> callbacks;
   };
   std::map<JobId, Watch> callbacks_;  // ordered: the sweep goes round it
@@ -1548,12 +1558,16 @@ bool EngineCore::execute(const std::shared_ptr<Run>& run, const std::shared_ptr<
       run->timeout_at.store(saturating_add(now(), *entry->timeout).time_since_epoch().count());
       poke_watchdog();
     }
+    bool closed = false;
     {
       std::lock_guard lock(slot->mu);
-      slot->in_handler = true;
-      slot->run = run;
+      closed = slot->closed;
+      slot->in_handler = !closed;
+      if (!closed) slot->run = run;
     }
-    outcome = run_handler(*entry, *run, store_, engine_gate_);
+    // stop() is past its deadlines and about to join this thread: hand back.
+    if (closed) run->stop_for(StopReason::shutdown);
+    if (!closed) outcome = run_handler(*entry, *run, store_, engine_gate_);
     {
       std::lock_guard lock(slot->mu);
       if (slot->abandoned) return false;  // stop() gave up on us: the engine may be gone

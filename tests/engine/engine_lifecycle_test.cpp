@@ -339,3 +339,69 @@ TEST_CASE("life: every claim names the kinds this engine handles; no handlers, n
   REQUIRE_FALSE(claims.empty());
   for (const auto& kinds : claims) CHECK(kinds == std::vector<std::string>{"a", "b"});
 }
+
+TEST_CASE("life: Duration::max() intervals mean never, not a busy loop or an early deadline", "[engine][life]") {
+  auto recording = std::make_shared<RecordingStore>(make_memory_store());
+  // lease_for = max is the store's to saturate (the conformance suite); here
+  // a lease far longer than any interval the engine adds it to.
+  Engine engine(recording, {.queues = {{"default", 1}}, .lease_for = std::chrono::hours(24 * 365 * 1000),
+                            .heartbeat_every = std::chrono::hours(1), .reaper_every = Duration::max(),
+                            .poll_every = Duration::max(), .shutdown_grace = Duration::max()});
+  REQUIRE(engine.register_handler("k", [](JobContext& ctx) { ctx.set_result(R"("done")"); }));
+  REQUIRE(engine.start());
+  std::this_thread::sleep_for(100ms);  // a measuring window, not a timing assertion
+  CHECK(recording->claim_kinds().size() < 10);  // an overflowing poll deadline claims in a loop
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "k"});
+  REQUIRE(job);
+  CHECK(job->state == JobState::completed);
+  engine.stop();
+}
+
+namespace {
+
+// Lets a test raise store events by hand, as a store does when an
+// administrator expires a stuck job (StoreEvent::Type::lease_lost).
+class EventfulStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::uint64_t add_listener(Listener listener) override {
+    std::lock_guard lock(mu_);
+    listeners_.push_back(listener);
+    return ForwardingStore::add_listener(std::move(listener));
+  }
+  void raise(const StoreEvent& ev) {
+    std::vector<Listener> all;
+    {
+      std::lock_guard lock(mu_);
+      all = listeners_;
+    }
+    for (auto& l : all) l(ev);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Listener> listeners_;
+};
+
+}  // namespace
+
+TEST_CASE("life: a lost lease stops the handler at once and never cancels the job", "[engine][life]") {
+  auto store = std::make_shared<EventfulStore>(make_memory_store());
+  Engine engine(store, {.queues = {{"default", 1}}});
+  std::atomic<int> runs{0};
+  std::atomic<bool> stopped{false};
+  REQUIRE(engine.register_handler("k", [&](JobContext& ctx) {
+    if (runs.fetch_add(1) > 0) return;  // the second run completes
+    while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+    stopped.store(true);
+  }));
+  REQUIRE(engine.start());
+  auto id = engine.enqueue({.kind = "k"});
+  REQUIRE(id);
+  REQUIRE(eventually([&] { return runs.load() == 1; }));
+  store->raise(StoreEvent{.type = StoreEvent::Type::lease_lost, .queue = "default", .job = id->id});
+  REQUIRE(eventually([&] { return stopped.load(); }));
+  auto job = engine.wait_for(id->id, 20s);
+  REQUIRE(job);
+  CHECK(job->state == JobState::completed);
+}
