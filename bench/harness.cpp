@@ -4,7 +4,7 @@
 // Porter figure comes with a ratio to that baseline measured side by side.
 //
 //   porter_bench [--store memory,sqlite,sqlite-normal] [--jobs N] [--repeat K] [--json FILE]
-//                [--workloads W1,W2,W3,W4,W5,MEM] [--workers 1,2,8] [--smoke]
+//                [--workloads W1,W2,W3,W4,W5,W6,MEM] [--workers 1,2,8] [--smoke]
 //
 // Workloads (see bench/RESULTS.md for what each measures and the targets):
 //   W1 enqueue  N no-op jobs with small JSON args, one at a time and in batches
@@ -12,6 +12,8 @@
 //   W3 latency  idle workers, one job every few ms: enqueue to handler start
 //   W4 mixed    producers and workers at once over several queues and priorities
 //   W5 scale    claim latency with 10k / 100k / 1M jobs queued
+//   W6 admin    W2's drain while an administrator polls stats and two listings every 100 ms,
+//               against the plain drain in the same run (the ratio is the slowdown)
 //   MEM         bytes per queued job (in-memory store), measured in a fresh process
 // Each row is the median over --repeat runs, with min and max. Machines are
 // noisy: compare ratios from one run, not absolute figures across runs.
@@ -35,6 +37,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -59,7 +62,7 @@ struct Options {
   std::int64_t jobs = 100'000;
   int repeat = 3;
   std::string json_path;
-  std::set<std::string> workloads{"W1", "W2", "W3", "W4", "W5", "MEM"};
+  std::set<std::string> workloads{"W1", "W2", "W3", "W4", "W5", "W6", "MEM"};
   std::vector<int> workers{8, 1, 2};  // the first is the default configuration
   int batch = 1000;                    // W1 batch size
   int latency_samples = 500;           // W3 jobs per run
@@ -71,6 +74,7 @@ struct Options {
   std::int64_t sqlite_one_max = 20'000;       // W1 one-at-a-time on SQLite: one commit per job is slow
   std::int64_t sqlite_drain_max = 50'000;     // W2 on SQLite: keeps the default run within ~5 minutes
   int scale_claims = 2000;                    // W5 timed claims per size
+  std::chrono::milliseconds admin_poll = 100ms;  // W6: how often the administrator reads
   std::int64_t mem_jobs = 200'000;
   bool smoke = false;
   std::int64_t mem_probe = 0;  // internal: run the MEM measurement in this process and print it
@@ -99,7 +103,7 @@ std::int64_t parse_int(std::string_view flag, std::string_view text) {
 
 constexpr std::string_view kUsage =
     "usage: porter_bench [--store memory,sqlite,sqlite-normal] [--jobs N] [--repeat K] [--json FILE]\n"
-    "                    [--workloads W1,W2,W3,W4,W5,MEM] [--workers 8,1,2] [--batch B]\n"
+    "                    [--workloads W1,W2,W3,W4,W5,W6,MEM] [--workers 8,1,2] [--batch B]\n"
     "                    [--latency-samples S] [--mixed-seconds T] [--mixed-work-us U]\n"
     "                    [--scale 10000,100000,1000000] [--sqlite-scale-max M] [--smoke]\n";
 
@@ -332,6 +336,7 @@ class Harness {
     if (wants("W3")) w3_latency();
     if (wants("W4")) w4_mixed();
     if (wants("W5")) w5_scale();
+    if (wants("W6")) w6_admin();
     return std::move(rows_);
   }
 
@@ -478,7 +483,9 @@ class Harness {
   std::int64_t drain_jobs() const { return sqlite() ? std::min(o_.jobs, o_.sqlite_drain_max) : o_.jobs; }
 
 
-  double porter_drain(int workers) {
+  // `during`, when set, runs beside the engine from start() to the last
+  // completion (W6's administrator); it must return when its token stops.
+  double porter_drain(int workers, const std::function<void(Store&, std::stop_token)>& during = {}) {
     const std::int64_t n = drain_jobs();
     auto counting = std::make_shared<CountingStore>(fresh_store());
     std::shared_ptr<Store> store = counting;
@@ -493,10 +500,13 @@ class Harness {
     {
       Engine engine(store, {.queues = {{"default", workers}}});
       must(engine.register_handler(std::string(kNoopKind), [&](JobContext&) { handled.hit(); }), "register");
+      std::jthread beside;
       t0 = now_ns();
+      if (during) beside = std::jthread([&](std::stop_token stop) { during(*store, stop); });
       must(engine.start(), "start");
       handled.wait("W2 handlers");
       t_end = completed.wait("W2 completions");
+      beside = {};  // stop and join the administrator before the engine
       engine.stop();
     }
     store->remove_listener(listener);
@@ -526,6 +536,47 @@ class Harness {
     pool.start(workers);
     const auto t_end = done.wait("W2 baseline");
     return static_cast<double>(n) / seconds_between(t0, t_end);
+  }
+
+  // --- W6 ------------------------------------------------------------------
+  // The admin page polled while workers drain: stats over 5 minutes, the
+  // newest 50 jobs, and the newest 50 failed ones (none fail here, so that
+  // listing has to look through every job), every admin_poll. The baseline
+  // column is the same drain without the administrator, run alternately in
+  // the same process; the target is to stay within 10% of it.
+  void w6_admin() {
+    const int workers = o_.workers.front();
+    Row& row = add("W6", "drain C=" + std::to_string(workers) + " + admin/" +
+                             std::to_string(o_.admin_poll.count()) + "ms",
+                   "throughput", "jobs/s");
+    std::vector<double> polls;
+    for (int r = 0; r < o_.repeat; ++r) {
+      row.baseline.push_back(porter_drain(workers));
+      std::int64_t n = 0;
+      row.samples.push_back(porter_drain(workers, [&](Store& store, std::stop_token stop) { n = admin_polls(store, stop); }));
+      polls.push_back(static_cast<double>(n));
+    }
+    row.note = "baseline: the same drain without polling; polls per run " + human(median(polls));
+    if (drain_jobs() < o_.jobs) row.note += "; " + human(static_cast<double>(drain_jobs())) + " jobs";
+    print_row(row);
+  }
+
+  // Polls until stopped; returns how many rounds it made. A failed read is an error of the run.
+  std::int64_t admin_polls(Store& store, std::stop_token stop) const {
+    JobFilter failed;
+    failed.states = {JobState::failed};
+    std::int64_t rounds = 0;
+    std::mutex mu;
+    std::condition_variable_any cv;
+    for (auto next = Clock::now(); !stop.stop_requested(); next += o_.admin_poll) {
+      must(store.stats(std::chrono::minutes(5)), "W6 stats");
+      must(store.list(JobFilter{}, std::nullopt, 50), "W6 list");
+      must(store.list(failed, std::nullopt, 50), "W6 list failed");
+      ++rounds;
+      std::unique_lock lock(mu);
+      cv.wait_until(lock, stop, next + o_.admin_poll, [] { return false; });
+    }
+    return rounds;
   }
 
   // --- W3 ------------------------------------------------------------------

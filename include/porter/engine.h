@@ -37,6 +37,7 @@
 #include "porter/clock.h"
 #include "porter/cron.h"
 #include "porter/job.h"
+#include "porter/retention.h"
 #include "porter/retry.h"
 #include "porter/status.h"
 #include "porter/store.h"
@@ -124,6 +125,11 @@ struct EngineOptions {
   RetryPolicy retry;                                   // Default: see RetryPolicy
   std::string worker_id;                               // Default: "<host>:<pid>:<n>"
   bool accept_unregistered_kinds = false;              // enqueue kinds handled elsewhere. Default: false
+  // Finished jobs are pruned after these windows, in short batches, by the
+  // engine's maintenance thread (with the reaper). Several engines on one
+  // store may all prune: it is idempotent. Default: see Retention (completed
+  // 24 h, failed and cancelled 7 days, checked every minute).
+  Retention retention;
 };
 
 enum class EventType : std::uint8_t {
@@ -132,6 +138,7 @@ enum class EventType : std::uint8_t {
   schedule_failed,  // a cron run could not be inserted for good (e.g. not_found); that run is skipped
   outcome_dropped,  // a job's outcome could not be stored; the job is rescued when its lease expires
   abandoned,        // stop() gave up on a handler that ignored its stop token; its lease will expire
+  maintenance_failed,  // rescue, retention or announcing this engine failed; tried again at its next interval
 };
 std::string_view to_string(EventType type) noexcept;
 

@@ -82,6 +82,7 @@ std::string_view to_string(EventType type) noexcept {
     case EventType::schedule_failed: return "schedule_failed";
     case EventType::outcome_dropped: return "outcome_dropped";
     case EventType::abandoned: return "abandoned";
+    case EventType::maintenance_failed: return "maintenance_failed";
   }
   return "unknown";
 }
@@ -448,6 +449,7 @@ struct EngineCore {
       return bad("heartbeat_every must be shorter than lease_for, or leases expire between heartbeats");
     }
     if (auto s = check_count("claim_batch", options_.claim_batch, 1, std::numeric_limits<int>::max()); !s) return s;
+    if (auto s = check_retention(options_.retention); !s) return s;
     if (options_.worker_id.size() > kMaxOwnerBytes) return bad("worker_id is too long");
     return {};
   }
@@ -496,10 +498,11 @@ struct EngineCore {
       t_engine_thread = this;
       heartbeat_loop(st, started);
     });
-    if (options_.reaper_every > Duration::zero()) {
+    announce();  // before the first claim: an administrator sees which kinds are handled
+    if (options_.reaper_every > Duration::zero() || options_.retention.enabled) {
       reaper_ = std::jthread([this, started](std::stop_token st) {
         t_engine_thread = this;
-        reaper_loop(st, started);
+        maintenance_loop(st, started);
       });
     }
     bool has_schedules = false;
@@ -620,6 +623,8 @@ struct EngineCore {
       std::lock_guard lock(claim_mu_);
       queues_.clear();
     }
+    // Forget this engine now rather than at its announcement's expiry.
+    if (auto s = store_->retire(options_.worker_id); !s) maintenance_failed("retire", s.error());
     running_.store(false);
   }
 
@@ -989,6 +994,7 @@ struct EngineCore {
       sleep_until_clock(st, next);
       if (st.stop_requested()) return;
       heartbeat_once();
+      announce();
       next = saturating_add(now(), options_.heartbeat_every);
     }
   }
@@ -1078,20 +1084,57 @@ struct EngineCore {
 
   // --- reaper -------------------------------------------------------------------
 
-  void reaper_loop(std::stop_token st, TimePoint started) {
-    TimePoint next = saturating_add(started, options_.reaper_every);
+  // Rescue of expired leases (every reaper_every; 0: never) and retention
+  // (every retention.interval, when enabled) on one thread: both are short
+  // store calls, and an error is reported and tried again next time.
+  void maintenance_loop(std::stop_token st, TimePoint started) {
+    const bool reap = options_.reaper_every > Duration::zero();
+    const bool prune = options_.retention.enabled;
+    TimePoint next_reap = reap ? saturating_add(started, options_.reaper_every) : TimePoint::max();
+    TimePoint next_prune = prune ? saturating_add(started, options_.retention.interval) : TimePoint::max();
     while (!st.stop_requested()) {
-      sleep_until_clock(st, next);
+      sleep_until_clock(st, std::min(next_reap, next_prune));
       if (st.stop_requested()) return;
-      next = saturating_add(now(), options_.reaper_every);
-      auto ids = store_->rescue_expired();
-      if (!ids || ids->empty()) continue;
-      if (has_subscribers()) {
-        const TimePoint at = now();
-        for (JobId id : *ids) emit(Event{.type = EventType::rescued, .job = id, .at = at});
+      const TimePoint t = now();
+      if (t >= next_reap) {
+        next_reap = saturating_add(t, options_.reaper_every);
+        rescue_once();
       }
-      wake_claimer({});
+      if (t >= next_prune) {
+        next_prune = saturating_add(t, options_.retention.interval);
+        if (auto r = apply_retention(*store_, options_.retention); !r) maintenance_failed("retention", r.error());
+      }
     }
+  }
+
+  void rescue_once() {
+    auto ids = store_->rescue_expired();
+    if (!ids) {
+      maintenance_failed("rescue of expired leases", ids.error());
+      return;
+    }
+    if (ids->empty()) return;
+    if (has_subscribers()) {
+      const TimePoint at = now();
+      for (JobId id : *ids) emit(Event{.type = EventType::rescued, .job = id, .at = at});
+    }
+    wake_claimer({});
+  }
+
+  // Tells the store this engine is alive and which kinds it handles on which
+  // queues (Stats::unhandled shows pending kinds that no live engine handles).
+  // At start and with every heartbeat; valid for one lease period.
+  void announce() {
+    WorkerInfo info{.id = options_.worker_id, .kinds = claim_kinds_};
+    for (const auto& q : options_.queues) info.queues.push_back(q.name);
+    if (auto s = store_->announce(info, options_.lease_for); !s) maintenance_failed("announce", s.error());
+  }
+
+  void maintenance_failed(std::string_view what, const Error& error) {
+    if (!has_subscribers()) return;
+    emit(Event{.type = EventType::maintenance_failed,
+               .message = std::string(what) + " failed: " + error.to_string(),
+               .at = now()});
   }
 
   // --- scheduler ----------------------------------------------------------------
@@ -1392,6 +1435,10 @@ class RunContext final : public JobContext {
   std::stop_token stop_token() const noexcept override { return run_.stop.get_token(); }
 
   void progress(std::int64_t done, std::int64_t total, std::string message) override {
+    // Saturated into what the store accepts (0 <= done <= total when total is
+    // known), so a report is never dropped for a count that overshot.
+    total = std::max<std::int64_t>(total, 0);
+    done = std::clamp<std::int64_t>(done, 0, total > 0 ? total : std::numeric_limits<std::int64_t>::max());
     std::lock_guard lock(run_.mu);
     run_.progress = Progress{done, total, std::move(message)};
     run_.progress_dirty = true;

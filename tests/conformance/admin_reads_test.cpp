@@ -6,6 +6,8 @@
 #include "conformance/conformance.h"
 
 #include <array>
+#include <atomic>
+#include <thread>
 #include <map>
 
 using namespace porter;
@@ -165,4 +167,45 @@ TEST_CASE("list by owner pages newest first through many jobs of other owners", 
   REQUIRE(page.has_value());
   CHECK(ids_of(page->jobs) == std::vector<JobId>{(*ids)[1].id});
   CHECK_FALSE(page->next.has_value());
+}
+
+TEST_CASE("admin reads run beside claims and finishes and every page is well formed", "[admin-reads]") {
+  PORTER_STORE_UNDER_TEST();
+  constexpr int kJobs = 6000;  // more than one memory list slice
+  std::vector<NewJob> batch(kJobs, new_job());
+  for (int i = 0; i < kJobs; i += 3) batch[static_cast<std::size_t>(i)].owner = "alice";
+  REQUIRE(store->insert(batch).has_value());
+  std::atomic<bool> done{false};
+  std::atomic<int> bad_pages{0};
+  std::atomic<int> reads{0};
+  std::thread reader([&] {
+    JobFilter mine;
+    mine.owner = "alice";
+    while (!done.load() || reads.load() < 3) {
+      for (const JobFilter& f : {JobFilter{}, mine}) {
+        auto page = store->list(f, std::nullopt, 100);
+        if (!page) {
+          ++bad_pages;
+          continue;
+        }
+        for (std::size_t i = 1; i < page->jobs.size(); ++i) {
+          if (page->jobs[i].id >= page->jobs[i - 1].id) ++bad_pages;  // newest first, no repeats
+        }
+      }
+      if (!store->stats(std::chrono::minutes(5))) ++bad_pages;
+      ++reads;
+    }
+  });
+  for (;;) {
+    auto r = store->claim(ClaimRequest{.queue = "default", .worker = "w", .limit = 64});
+    REQUIRE(r.has_value());
+    if (r->empty()) break;
+    std::vector<Outcome> outs;
+    for (const auto& j : *r) outs.push_back(outcome(j, OutcomeKind::complete));
+    REQUIRE(store->finish(outs).has_value());
+  }
+  done = true;
+  reader.join();
+  CHECK(bad_pages.load() == 0);
+  check_counts_agree(*store, clock->now());
 }

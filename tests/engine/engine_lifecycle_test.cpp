@@ -399,7 +399,16 @@ TEST_CASE("life: a lost lease stops the handler at once and never cancels the jo
   auto id = engine.enqueue({.kind = "k"});
   REQUIRE(id);
   REQUIRE(eventually([&] { return runs.load() == 1; }));
-  store->raise(StoreEvent{.type = StoreEvent::Type::lease_lost, .queue = "default", .job = id->id});
+  auto running = store->get(id->id);
+  REQUIRE(running);
+  REQUIRE(running->lease);
+  // A lost lease names its token: only the run holding that lease stops.
+  store->raise(StoreEvent{.type = StoreEvent::Type::lease_lost, .queue = "default", .job = id->id,
+                          .token = running->lease->token + 1});
+  std::this_thread::sleep_for(50ms);
+  CHECK_FALSE(stopped.load());  // another lease's loss: this run goes on
+  store->raise(StoreEvent{.type = StoreEvent::Type::lease_lost, .queue = "default", .job = id->id,
+                          .token = running->lease->token});
   REQUIRE(eventually([&] { return stopped.load(); }));
   auto job = engine.wait_for(id->id, 20s);
   REQUIRE(job);

@@ -195,3 +195,35 @@ TEST_CASE("robust: one cron template that cannot be inserted does not stop the o
   const auto failed = log.of(EventType::schedule_failed);
   CHECK_THAT(failed[0].message, Catch::Contains("broken") && Catch::Contains(std::to_string(dep->id)));
 }
+
+TEST_CASE("robust: progress past its total is kept at 100 percent, not dropped", "[engine][robust]") {
+  Engine engine(make_memory_store(), {.queues = {{"default", 1}}});
+  REQUIRE(engine.register_handler("count", [](JobContext& ctx) {
+    ctx.progress(150, 100, "overshot");  // the store refuses done > total: the engine saturates it
+  }));
+  REQUIRE(engine.start());
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "count"});
+  REQUIRE(job);
+  CHECK(job->state == JobState::completed);
+  CHECK(job->progress.done == 100);
+  CHECK(job->progress.total == 100);
+  CHECK(job->progress.message == "overshot");
+  REQUIRE(job->progress.percent());
+  CHECK(*job->progress.percent() == 100.0);
+}
+
+TEST_CASE("robust: the maintenance thread prunes finished jobs after their retention window", "[engine][robust]") {
+  auto clock = std::make_shared<ManualClock>(ManualClock::kDefaultStart);
+  auto store = make_memory_store(clock);
+  Engine engine(store, {.queues = {{"default", 1}},
+                        .retention = {.completed = std::chrono::hours(1), .interval = std::chrono::minutes(1)}});
+  REQUIRE(engine.register_handler("k", [](JobContext&) {}));
+  REQUIRE(engine.start());
+  auto job = porter::test::enqueue_and_wait(engine, {.kind = "k"});
+  REQUIRE(job);
+  clock->advance(std::chrono::minutes(30));
+  std::this_thread::sleep_for(50ms);  // a maintenance pass may run: the job is inside its window
+  REQUIRE(store->get(job->id));
+  clock->advance(std::chrono::minutes(31));
+  CHECK(eventually([&] { return !store->get(job->id).has_value(); }));
+}

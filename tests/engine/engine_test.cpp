@@ -131,7 +131,7 @@ TEST_CASE("engine: enqueue fills max_attempts from the kind's policy and validat
   CHECK(all->jobs.size() == 3);  // nothing of the failed batch was inserted
 }
 
-TEST_CASE("engine: an unregistered kind is refused at enqueue, and fails visibly when claimed", "[engine]") {
+TEST_CASE("engine: an unregistered kind is refused at enqueue, and waits unclaimed where no engine handles it", "[engine]") {
   auto store = make_memory_store();
   Engine producer(store, {.accept_unregistered_kinds = true});
   Engine strict(store);
@@ -142,18 +142,37 @@ TEST_CASE("engine: an unregistered kind is refused at enqueue, and fails visibly
 
   auto id = producer.enqueue({.kind = "ghost", .max_attempts = 2});
   REQUIRE(id);
-  Engine worker(store, {.queues = {{"default", 1}}, .retry = RetryPolicy{.base = Duration::zero(), .jitter = false},
-                        .worker_id = "node-7"});
-  REQUIRE(worker.register_handler("other", [](JobContext&) {}));
-  REQUIRE(worker.start());
-  auto job = worker.wait_for(id->id, 10s);
-  REQUIRE(job);
-  CHECK(job->state == JobState::failed);
-  REQUIRE(job->errors.size() == 2);
-  for (const auto& e : job->errors) {
-    CHECK_THAT(e.message, Catch::Contains("'ghost'") && Catch::Contains("node-7"));
-    CHECK_FALSE(e.permanent);
+  auto done = producer.enqueue({.kind = "other"});
+  REQUIRE(done);
+  {
+    // A rolling deploy: this engine lacks the handler. It never claims the
+    // job (no attempt burnt), and an administrator sees the job unhandled.
+    Engine worker(store, {.queues = {{"default", 1}}, .worker_id = "node-7"});
+    REQUIRE(worker.register_handler("other", [](JobContext&) {}));
+    REQUIRE(worker.start());
+    REQUIRE(worker.wait_for(done->id, 10s));
+    auto job = store->get(id->id);
+    REQUIRE(job);
+    CHECK(job->state == JobState::pending);
+    CHECK(job->attempt == 0);
+    auto stats = store->stats(std::chrono::minutes(5));
+    REQUIRE(stats);
+    REQUIRE(stats->unhandled.size() == 1);
+    CHECK(stats->unhandled[0].kind == "ghost");
+    CHECK(stats->unhandled[0].queue == "default");
+    CHECK(stats->unhandled[0].pending == 1);
   }
+  // The engine that brings the handler runs it.
+  Engine upgraded(store, {.queues = {{"default", 1}}});
+  REQUIRE(upgraded.register_handler("ghost", [](JobContext&) {}));
+  REQUIRE(upgraded.start());
+  auto job = upgraded.wait_for(id->id, 10s);
+  REQUIRE(job);
+  CHECK(job->state == JobState::completed);
+  CHECK(job->attempt == 1);
+  auto stats = store->stats(std::chrono::minutes(5));
+  REQUIRE(stats);
+  CHECK(stats->unhandled.empty());
 }
 
 TEST_CASE("engine: PermanentError fails at once, kept with its message", "[engine]") {

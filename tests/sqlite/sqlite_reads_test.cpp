@@ -134,7 +134,7 @@ TEST_CASE("sqlite migration to the read side counts the jobs a file already hold
           "DROP TRIGGER jobs_count_insert; DROP TRIGGER jobs_count_delete; DROP TRIGGER jobs_count_update; "
           "DROP TABLE job_counts; DROP TABLE workers; DROP TABLE worker_kinds; DROP INDEX jobs_owner; "
           "DROP INDEX jobs_failed; DROP INDEX jobs_cancelled; "
-          "PRAGMA user_version = 2;");
+          "PRAGMA user_version = 3;");
   auto store = open_ok(file.path);
   auto stats = store->stats(5min);
   REQUIRE(stats.has_value());

@@ -124,7 +124,10 @@ PRAGMA user_version = 3;
 //  - job_counts: stored jobs per (queue, kind, state), kept by triggers in
 //    the same transaction as every insert, state change and delete, so stats
 //    reads a few rows instead of grouping the whole jobs table. Triggers, not
-//    the store's statements: no transition can forget to count.
+//    the store's statements: no transition can forget to count. Pending and
+//    running share one count (state 0): the claim, the hottest write, then
+//    fires no trigger at all; stats splits them with the running jobs, which
+//    jobs_leases indexes and which are few (at most the busy workers).
 //  - jobs_owner: an owner's listing (every non-admin listing) is an index
 //    range, newest first; partial, so unowned jobs pay nothing for it.
 //  - jobs_failed / jobs_cancelled: the admin page's "failed jobs" listing
@@ -134,29 +137,33 @@ PRAGMA user_version = 3;
 //  - jobs_claim gains `kind` as its last column: a claim limited to some
 //    kinds (ClaimRequest::kinds) filters in the index, without reading rows.
 //  - jobs_finished covers (finished_at, state, kind, started_at, run_time,
-//    queue_latency): prune finds
-//    its oldest batch and stats its window without reading rows.
+//    queue_latency): prune finds its oldest batch and stats its window
+//    without reading rows.
 //  - workers / worker_kinds: the registry behind Stats::unhandled.
 constexpr const char* kMigrateV3ToV4 = R"sql(
 CREATE TABLE job_counts (
   queue TEXT    NOT NULL,
   kind  TEXT    NOT NULL,
-  state INTEGER NOT NULL,
+  state INTEGER NOT NULL,  -- 0: pending or running (see above); otherwise the JobState
   n     INTEGER NOT NULL,
   PRIMARY KEY (queue, kind, state)
 ) WITHOUT ROWID;
-INSERT INTO job_counts(queue, kind, state, n) SELECT queue, kind, state, count(*) FROM jobs GROUP BY queue, kind, state;
+INSERT INTO job_counts(queue, kind, state, n)
+  SELECT queue, kind, CASE WHEN state = 1 THEN 0 ELSE state END, count(*) FROM jobs GROUP BY 1, 2, 3;
 CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
-  INSERT INTO job_counts(queue, kind, state, n) VALUES (new.queue, new.kind, new.state, 1)
+  INSERT INTO job_counts(queue, kind, state, n) VALUES (new.queue, new.kind, CASE WHEN new.state = 1 THEN 0 ELSE new.state END, 1)
     ON CONFLICT(queue, kind, state) DO UPDATE SET n = n + 1;
 END;
 CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
-  UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND kind = old.kind AND state = old.state;
+  UPDATE job_counts SET n = n - 1
+  WHERE queue = old.queue AND kind = old.kind AND state = CASE WHEN old.state = 1 THEN 0 ELSE old.state END;
 END;
 CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue, kind ON jobs
-WHEN old.state <> new.state OR old.queue <> new.queue OR old.kind <> new.kind BEGIN
-  UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND kind = old.kind AND state = old.state;
-  INSERT INTO job_counts(queue, kind, state, n) VALUES (new.queue, new.kind, new.state, 1)
+WHEN (CASE WHEN old.state = 1 THEN 0 ELSE old.state END) <> (CASE WHEN new.state = 1 THEN 0 ELSE new.state END)
+  OR old.queue <> new.queue OR old.kind <> new.kind BEGIN
+  UPDATE job_counts SET n = n - 1
+  WHERE queue = old.queue AND kind = old.kind AND state = CASE WHEN old.state = 1 THEN 0 ELSE old.state END;
+  INSERT INTO job_counts(queue, kind, state, n) VALUES (new.queue, new.kind, CASE WHEN new.state = 1 THEN 0 ELSE new.state END, 1)
     ON CONFLICT(queue, kind, state) DO UPDATE SET n = n + 1;
 END;
 

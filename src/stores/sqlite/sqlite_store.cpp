@@ -1163,15 +1163,37 @@ Result<Stats> SqliteStore::stats(Duration window) {
       auto q = db.query("SELECT name, paused FROM queues");
       while (q.step()) queues[q.text(0)].paused = q.flag(1);
     }
+    // Running jobs by (queue, kind): few, read through jobs_leases (state = 1).
+    std::map<std::pair<std::string, std::string>, std::int64_t> running;
+    {
+      auto q = db.query("SELECT queue, kind, count(*) FROM jobs WHERE state = 1 GROUP BY queue, kind");
+      while (q.step()) running[{q.text(0), q.text(1)}] = q.i64(2);
+    }
+    // Live workers' (queue, kind) pairs.
+    std::set<std::pair<std::string, std::string>> handled;
+    {
+      auto q = db.query("SELECT k.queue, k.kind FROM worker_kinds k JOIN workers w ON w.id = k.worker WHERE w.expires > ?");
+      q.bind(0, us(now));
+      while (q.step()) handled.emplace(q.text(0), q.text(1));
+    }
     {
       // job_counts is kept by triggers: a few rows, not a scan of the jobs.
-      auto q = db.query("SELECT queue, state, sum(n) FROM job_counts GROUP BY queue, state HAVING sum(n) > 0");
+      // Its state 0 counts pending and running jobs together (see schema.cpp).
+      auto q = db.query("SELECT queue, kind, state, n FROM job_counts WHERE n > 0 ORDER BY queue, kind, state");
       while (q.step()) {
-        auto& qi = queues[q.text(0)];
-        std::int64_t c = q.i64(2);
-        switch (static_cast<JobState>(q.i32(1))) {
-          case JobState::pending: qi.pending += c; break;
-          case JobState::running: qi.running += c; break;
+        std::pair<std::string, std::string> key{q.text(0), q.text(1)};
+        auto& qi = queues[key.first];
+        std::int64_t c = q.i64(3);
+        switch (static_cast<JobState>(q.i32(2))) {
+          case JobState::pending:
+          case JobState::running: {
+            std::int64_t run = 0;
+            if (auto it = running.find(key); it != running.end()) run = it->second;
+            qi.running += run;
+            qi.pending += c - run;
+            if (c - run > 0 && !handled.contains(key)) st.unhandled.push_back({key.first, key.second, c - run});
+            break;
+          }
           case JobState::waiting: qi.waiting += c; break;
           case JobState::completed: qi.completed += c; break;
           case JobState::failed: qi.failed += c; break;
@@ -1201,7 +1223,7 @@ Result<Stats> SqliteStore::stats(Duration window) {
     };
     std::map<std::string, KindAcc> kinds;
     {
-      // Index-only: jobs_finished holds (finished_at, state, kind, started_at).
+      // Index-only: jobs_finished holds (finished_at, state, kind, started_at, run_time, queue_latency).
       auto q = db.query(
           "SELECT kind, state, started_at, finished_at, run_time, queue_latency FROM jobs INDEXED BY jobs_finished "
           "WHERE finished_at >= ?1 AND finished_at <= ?2 AND state IN (3, 4) ORDER BY finished_at DESC LIMIT ?3");
@@ -1242,14 +1264,6 @@ Result<Stats> SqliteStore::stats(Duration window) {
         if (!q.is_null(0)) st.oldest_lease_age = detail::saturating_diff(now, tp(q.i64(0)));
         st.expired_leases = q.i64(1);
       }
-    }
-    {
-      auto q = db.query(
-          "SELECT c.queue, c.kind, c.n FROM job_counts c WHERE c.state = 0 AND c.n > 0 AND NOT EXISTS "
-          "(SELECT 1 FROM worker_kinds k JOIN workers w ON w.id = k.worker "
-          "WHERE k.queue = c.queue AND k.kind = c.kind AND w.expires > ?1) ORDER BY c.queue, c.kind");
-      q.bind(0, us(now));
-      while (q.step()) st.unhandled.push_back({q.text(0), q.text(1), q.i64(2)});
     }
     return st;
   });
