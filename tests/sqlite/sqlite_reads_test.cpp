@@ -19,23 +19,13 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using namespace porter;
 
-namespace {
+#include "sqlite/sqlite_test_support.h"
 
-struct TempFile {
-  std::string path = (fs::temp_directory_path() / ("porter-reads-" + std::to_string(::getpid()) + "-" +
-                                                    std::to_string(counter()++) + ".db"))
-                         .string();
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-  TempFile() { remove(); }
-  ~TempFile() { remove(); }
-  void remove() const {
-    std::error_code ec;
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix, ec);
-  }
-};
+using porter::test::raw_sql;
+using porter::test::TempFile;
+using porter::test::WriteLockHolder;
+
+namespace {
 
 std::shared_ptr<Store> open_ok(const std::string& path, Duration busy_timeout = 5s) {
   SqliteOptions options;
@@ -44,34 +34,6 @@ std::shared_ptr<Store> open_ok(const std::string& path, Duration busy_timeout = 
   auto store = open_sqlite_store(path, options);
   if (!store) FAIL("open failed: " << store.error().to_string());
   return *store;
-}
-
-// Another process's connection holding the write lock (BEGIN IMMEDIATE).
-struct WriteLockHolder {
-  sqlite3* db = nullptr;
-  explicit WriteLockHolder(const std::string& path) {
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-  }
-  void release() {
-    if (!db) return;
-    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-    db = nullptr;
-  }
-  ~WriteLockHolder() { release(); }
-};
-
-void raw_sql(const std::string& path, const char* sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-  std::string msg = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  INFO(msg);
-  REQUIRE(rc == SQLITE_OK);
 }
 
 }  // namespace

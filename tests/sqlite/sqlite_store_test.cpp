@@ -29,34 +29,14 @@ using namespace std::chrono_literals;
 using porter::ErrorCode;
 using porter::JobState;
 
+#include "sqlite/sqlite_test_support.h"
+
+using porter::test::raw_sql;
+using porter::test::read_bytes;
+using porter::test::TempDir;
+using porter::test::write_bytes;
+
 namespace {
-
-// A fresh directory per test, removed at the end.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "porter-sqlite-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
 
 std::shared_ptr<porter::Store> open_ok(const std::string& path, std::shared_ptr<porter::Clock> clock = nullptr) {
   porter::SqliteOptions options;
@@ -66,18 +46,6 @@ std::shared_ptr<porter::Store> open_ok(const std::string& path, std::shared_ptr<
   return *store;
 }
 
-// Runs SQL on a file with the plain SQLite API (to build foreign or altered files).
-void raw_sql(const std::string& path, const char* sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-  std::string msg = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  REQUIRE(rc == SQLITE_OK);
-  INFO(msg);
-}
 
 // Opening must fail with `code`, leave the file's bytes as they were and
 // create no WAL beside it.
