@@ -162,6 +162,12 @@ TEST_CASE("time: heartbeats keep a long job's lease alive and write its progress
   Engine engine(store, {.queues = {{"default", 1}}, .lease_for = 10s, .heartbeat_every = 3s, .reaper_every = 1s});
   EventLog log(engine);
   std::atomic<bool> release{false};
+  // Destroyed before the engine: a failed REQUIRE below still lets the
+  // handler return, so ~Engine does not wait on a clock nobody advances.
+  struct ReleaseOnExit {
+    std::atomic<bool>& flag;
+    ~ReleaseOnExit() { flag.store(true); }
+  } release_on_exit{release};
   REQUIRE(engine.register_handler("long", [&](JobContext& ctx) {
     ctx.progress(1, 2, "half way");
     while (!release.load()) std::this_thread::yield();
