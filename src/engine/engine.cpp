@@ -669,12 +669,18 @@ struct EngineCore {
   void claimer_loop(std::stop_token st, TimePoint started) {
     const Duration poll = options_.poll_every;
     TimePoint next_poll = saturating_add(started, poll);
+    // The poll also runs on real time: other processes' work appears in real
+    // time whatever the store's clock says (a ManualClock in tests), and a
+    // wake-up lost for any reason then costs one poll interval, never a hang.
+    auto next_real_poll = steady_deadline(std::chrono::steady_clock::now(), poll);
     std::unique_lock lock(claim_mu_);
     while (!st.stop_requested()) {
       TimePoint t = now();
-      if (t >= next_poll) {
+      const auto real = std::chrono::steady_clock::now();
+      if (t >= next_poll || real >= next_real_poll) {
         for (auto& q : queues_) q->wanted = true;
         next_poll = saturating_add(t, poll);
+        next_real_poll = steady_deadline(real, poll);
       }
       for (auto& q : queues_) {
         if (q->next_due && *q->next_due <= t) {

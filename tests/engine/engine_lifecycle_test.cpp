@@ -414,3 +414,38 @@ TEST_CASE("life: a lost lease stops the handler at once and never cancels the jo
   REQUIRE(job);
   CHECK(job->state == JobState::completed);
 }
+
+namespace {
+
+// A store whose in-process events never arrive (as if every wake-up were lost).
+class DeafStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::uint64_t add_listener(Listener) override { return 0; }
+  void remove_listener(std::uint64_t) override {}
+  Result<std::vector<Job>> claim(const ClaimRequest& request) override {
+    claims.fetch_add(1);
+    return ForwardingStore::claim(request);
+  }
+  std::atomic<int> claims{0};
+};
+
+}  // namespace
+
+TEST_CASE("life: with every wake-up lost and a store clock that stands still, the poll still finds work", "[engine][life]") {
+  auto clock = std::make_shared<ManualClock>();
+  auto store = std::make_shared<DeafStore>(make_memory_store(clock));
+  Engine engine(store, {.queues = {{"default", 1}}, .poll_every = 50ms});
+  REQUIRE(engine.register_handler("k", [](JobContext&) {}));
+  REQUIRE(engine.start());
+  REQUIRE(eventually([&] { return store->claims.load() >= 1; }));  // it looked once, found nothing
+  std::this_thread::sleep_for(10ms);
+  auto id = engine.enqueue({.kind = "k"});
+  REQUIRE(id);
+  // No event wakes the claimer and the clock never moves: only a poll on
+  // real time can claim the job (before, the claimer slept forever).
+  CHECK(eventually([&] {
+    auto job = store->get(id->id);
+    return job && job->state == JobState::completed;
+  }));
+}
