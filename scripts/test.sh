@@ -7,4 +7,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${PORTER_BUILD_DIR:-$root/build/test}
 bash "$root/scripts/build.sh" "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPORTER_WARNINGS_AS_ERRORS=ON "$@"
-ctest --test-dir "$dir" -j "$(nproc)" --output-on-failure
+# PORTER_CTEST_ARGS: extra ctest arguments (CI's sanitizer runs pass a retry policy).
+read -r -a ctest_extra <<< "${PORTER_CTEST_ARGS:-}"
+ctest --test-dir "$dir" -j "$(nproc)" --output-on-failure "${ctest_extra[@]}"
