@@ -105,6 +105,16 @@ inline JobState finish_ok(Store& store, const Job& job, OutcomeKind kind, std::s
   return r.state;
 }
 
+// Spawns `kids` under the parent's live lease; the spawn must succeed. Returns their ids.
+inline std::vector<JobId> spawn_ids(Store& store, const Job& parent, std::vector<NewJob> kids) {
+  auto r = store.spawn(parent.lease_ref(), kids);
+  INFO((r ? std::string() : r.error().to_string()));
+  REQUIRE(r.has_value());
+  std::vector<JobId> ids;
+  for (const auto& i : *r) ids.push_back(i.id);
+  return ids;
+}
+
 // Records every event a store delivers (thread-safe).
 class EventLog {
  public:

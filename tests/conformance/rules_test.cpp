@@ -7,19 +7,6 @@
 using namespace porter;
 using namespace porter::test;
 
-namespace {
-
-std::vector<JobId> spawn_ids(Store& store, const Job& parent, std::vector<NewJob> kids) {
-  auto r = store.spawn(parent.lease_ref(), kids);
-  INFO((r ? std::string() : r.error().to_string()));
-  REQUIRE(r.has_value());
-  std::vector<JobId> ids;
-  for (const auto& i : *r) ids.push_back(i.id);
-  return ids;
-}
-
-}  // namespace
-
 TEST_CASE("a parent failed by its child keeps exact counts - retried, it spawns again and completes",
           "[rules][workflow]") {
   PORTER_STORE_UNDER_TEST();

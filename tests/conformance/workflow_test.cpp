@@ -21,15 +21,6 @@ std::vector<NewJob> children_of(int n, std::string queue = "kids",
   return out;
 }
 
-std::vector<JobId> spawn_ids(Store& store, const Job& parent, std::vector<NewJob> kids) {
-  auto r = store.spawn(parent.lease_ref(), kids);
-  INFO((r ? std::string() : r.error().to_string()));
-  REQUIRE(r.has_value());
-  std::vector<JobId> ids;
-  for (const auto& i : *r) ids.push_back(i.id);
-  return ids;
-}
-
 }  // namespace
 
 TEST_CASE("spawn inserts children under the parent's lease - the parent counts them", "[workflow]") {
