@@ -26,18 +26,19 @@ inline Status check_prune_request(const PruneRequest& r) {
   return {};
 }
 
-// Kinds and queues as validate(NewJob) checks them.
+// Kinds and queues as validate(NewJob) checks them; the id as long as
+// EngineOptions::worker_id may be (an engine's own id must always announce).
 inline Status check_worker(const WorkerInfo& w, Duration ttl) {
   if (auto s = check_duration("worker ttl", ttl, DurationRule::positive); !s) return s;
-  if (w.id.empty() || w.id.size() > kMaxNameBytes) {
+  if (w.id.empty() || w.id.size() > kMaxOwnerBytes) {
     return make_error(ErrorCode::invalid_argument,
-                      "worker id must be 1.." + std::to_string(kMaxNameBytes) + " bytes");
+                      "worker id must be 1.." + std::to_string(kMaxOwnerBytes) + " bytes");
   }
   for (const auto& q : w.queues) {
-    if (auto s = validate(NewJob{.kind = "k", .queue = q}); !s) return s;
+    if (auto s = validate_name("queue", q); !s) return s;
   }
   for (const auto& k : w.kinds) {
-    if (auto s = validate(NewJob{.kind = k}); !s) return s;
+    if (auto s = validate_name("kind", k); !s) return s;
   }
   return {};
 }

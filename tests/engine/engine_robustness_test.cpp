@@ -227,3 +227,16 @@ TEST_CASE("robust: the maintenance thread prunes finished jobs after their reten
   clock->advance(std::chrono::minutes(31));
   CHECK(eventually([&] { return !store->get(job->id).has_value(); }));
 }
+
+TEST_CASE("robust: an engine whose worker_id is as long as allowed still announces itself", "[engine][robust]") {
+  auto store = make_memory_store();
+  Engine engine(store, {.queues = {{"default", 1}}, .worker_id = std::string(kMaxOwnerBytes, 'w')});
+  EventLog log(engine);
+  REQUIRE(engine.register_handler("k", [](JobContext&) {}));
+  REQUIRE(engine.start());
+  REQUIRE(porter::test::enqueue_and_wait(engine, {.kind = "k"}));
+  CHECK(log.count(EventType::maintenance_failed) == 0);
+  auto stats = store->stats(std::chrono::minutes(5));
+  REQUIRE(stats);
+  CHECK(stats->unhandled.empty());
+}
