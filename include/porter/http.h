@@ -14,10 +14,12 @@
 // only on their own jobs, and another user's job id answers as a missing one.
 //
 // Safe by default: it listens on 127.0.0.1; mutating calls are POST only and
-// need the header `X-Porter-Request: 1` (a cross-site form or image cannot set
-// it, and no CORS preflight is ever approved), so a cookie alone never
-// authorizes a change. Bodies are bounded (max_body_bytes) and so are SSE
-// clients (max_event_clients).
+// need the header `X-Porter-Request: 1` or a bearer token from `tokens` (a
+// cross-site form or image can set neither, and no CORS preflight is ever
+// approved), and an Origin header naming another host is refused, so a cookie
+// alone never authorizes a change. Bodies are bounded (max_body_bytes, 413)
+// and so are SSE clients (max_event_clients, 503). The page is served with a
+// Content-Security-Policy that allows no inline or foreign script.
 //
 //   porter::http::ServerOptions options;
 //   options.engine = &engine;  // live events from this engine

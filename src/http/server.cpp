@@ -89,8 +89,11 @@ bool allow_mutation(Context& ctx, const httplib::Request& req, httplib::Response
   // A cross-site page cannot set a custom header without a CORS preflight,
   // which this server never approves; a bearer token is never sent by itself.
   const bool custom_header = req.get_header_value("X-Porter-Request") == "1";
+  // Origin's host must be ours (the scheme may differ behind a TLS proxy).
   const std::string origin = req.get_header_value("Origin");
-  const bool foreign_origin = !origin.empty() && origin != "http://" + req.get_header_value("Host");
+  const auto scheme_end = origin.find("://");
+  const std::string origin_host = scheme_end == std::string::npos ? origin : origin.substr(scheme_end + 3);
+  const bool foreign_origin = !origin.empty() && origin_host != req.get_header_value("Host");
   if ((custom_header || token_grant(ctx, req)) && !foreign_origin) return true;
   send_error(res, make_error(ErrorCode::permission_denied,
                              foreign_origin ? "cross-origin request refused"

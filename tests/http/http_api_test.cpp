@@ -191,8 +191,9 @@ TEST_CASE("http: with host authentication, a change needs X-Porter-Request and a
                                                                   {"Origin", "http://evil.example"}}, "", "text/plain");
   CHECK(cross_site->status == 403);
   CHECK(h.store->get(id)->state == JobState::pending);
-  auto ok = h.client->Post(path.c_str(), httplib::Headers{{"Cookie", "session=alice"}, {"X-Porter-Request", "1"}}, "",
-                           "text/plain");
+  const std::string host = "127.0.0.1:" + std::to_string(h.server->port());
+  auto ok = h.client->Post(path.c_str(), httplib::Headers{{"Cookie", "session=alice"}, {"X-Porter-Request", "1"},
+                                                          {"Origin", "https://" + host}}, "", "text/plain");
   REQUIRE(ok);
   CHECK(ok->status == 200);
   CHECK(h.store->get(id)->state == JobState::cancelled);
