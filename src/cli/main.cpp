@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/cli_util.h"
+#include "http/tsan_suppressions.h"
 
 namespace porter::cli {
 void add_job_commands(CLI::App& app, const Globals& g, int& exit_code);

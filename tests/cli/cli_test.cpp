@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "cli/run_process.h"
+#include "http/tsan_suppressions.h"
 #include "porter/sqlite_store.h"
 
 using namespace porter;

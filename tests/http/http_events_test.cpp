@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "http/http_harness.h"
+#include "http/tsan_suppressions.h"
 
 using porter::test::HttpHarness;
 using namespace porter;
