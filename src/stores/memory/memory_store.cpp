@@ -282,6 +282,7 @@ class MemoryStore final : public Store {
         out.push_back({stale(o.lease), current_state(o.lease.id)});
         continue;
       }
+      apply_report(*r, o.report);
       rules::JobHead h = head_of(*r);
       out.push_back({{}, rules::apply_outcome(op, h, o)});
     }
@@ -312,10 +313,7 @@ class MemoryStore final : public Store {
     Op op(*this);
     Rec* r = live(lease);
     if (!r) return stale(lease);
-    Progress& p = r->ex().progress;
-    p.done = progress.done;
-    p.total = progress.total;
-    p.message = clip_message(progress.message);
+    store_progress(*r, progress);
     return {};
   }
 
@@ -323,14 +321,50 @@ class MemoryStore final : public Store {
     Op op(*this);
     Rec* r = live(lease);
     if (!r) return stale(lease);
-    if (errors.empty()) return {};
-    Extra& x = r->ex();
+    store_item_errors(*r, errors);
+    return {};
+  }
+
+  Result<std::vector<LeaseStatus>> heartbeat_with_reports(std::span<const Beat> beats, Duration extend_by) override {
+    if (extend_by <= Duration::zero()) return make_error(ErrorCode::invalid_argument, "extend_by must be positive");
+    std::vector<LeaseStatus> out;
+    out.reserve(beats.size());
+    Op op(*this);
+    for (const Beat& beat : beats) {
+      Rec* r = live(beat.lease);
+      if (!r) {
+        out.push_back({});
+        continue;
+      }
+      apply_report(*r, beat.report);
+      set_lease_expiry(*r, detail::saturating_add(op.now(), extend_by));
+      out.push_back({true, r->cancel_requested});
+    }
+    return out;
+  }
+
+  // --- reports (progress, item errors), under the lock -------------------------
+
+  void store_progress(Rec& r, const Progress& progress) {
+    Progress& p = r.ex().progress;
+    p.done = progress.done;
+    p.total = progress.total;
+    p.message = clip_message(progress.message);
+  }
+
+  void store_item_errors(Rec& r, std::span<const ItemError> errors) {
+    if (errors.empty()) return;
+    Extra& x = r.ex();
     x.item_error_count += static_cast<std::int64_t>(errors.size());
     for (const ItemError& e : errors) {
       if (x.item_errors.size() >= kMaxStoredItemErrors) break;
       x.item_errors.push_back({clip_message(e.item), clip_message(e.message)});
     }
-    return {};
+  }
+
+  void apply_report(Rec& r, const RunReport& report) {
+    if (report.progress && rules::check_progress(*report.progress)) store_progress(r, *report.progress);
+    store_item_errors(r, report.item_errors);
   }
 
   Result<std::vector<JobId>> rescue_expired() override {
