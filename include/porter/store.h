@@ -64,6 +64,17 @@ enum class OutcomeKind : std::uint8_t {
 
 std::string_view to_string(OutcomeKind kind) noexcept;
 
+// Progress and item errors a handler reported since its last write: they
+// ride on the next heartbeat or on the outcome, in that transaction, instead
+// of a transaction each. Applied only while the lease is live. A progress
+// that fails the check (negative, done > total) is ignored: the engine checks
+// it where the handler reports it.
+struct RunReport {
+  std::optional<Progress> progress;    // the latest: replaces the stored one
+  std::vector<ItemError> item_errors;  // counted; the first kMaxStoredItemErrors are kept
+  bool empty() const noexcept { return !progress && item_errors.empty(); }
+};
+
 struct Outcome {
   LeaseRef lease;
   OutcomeKind kind = OutcomeKind::complete;
@@ -71,11 +82,28 @@ struct Outcome {
   std::string error;       // retry / fail: the message recorded in the job's errors
   Duration delay{0};       // retry / snooze
   Duration ran_for{0};     // the handler's own run time; 0: unknown (the store uses started -> now)
+  RunReport report;        // applied first, in the same transaction
+};
+
+// One lease to extend, with what its handler reported since the last beat.
+struct Beat {
+  LeaseRef lease;
+  RunReport report;
 };
 
 struct FinishResult {
   Status status;                   // stale_lease when the token no longer matches: nothing changed
   JobState state = JobState::pending;  // the job's state after the call
+};
+
+// What finish_and_claim did: a worker hands back its jobs and takes its next
+// ones in one call (one commit where the backend can).
+struct FinishAndClaim {
+  std::vector<FinishResult> finished;  // one per outcome, as finish returns them
+  std::vector<Job> claimed;            // as claim returns them
+  // The claim's own error when only the claim failed: the outcomes were
+  // applied all the same (finished is filled), so they must not be resent.
+  Status claim_status;
 };
 
 enum class CancelResult : std::uint8_t {
@@ -168,7 +196,10 @@ struct WorkerInfo {
 struct StoreEvent {
   // lease_lost: the job's lease was taken away (expired as stuck, rescued):
   // its handler must stop now; its outcome will be rejected as stale.
-  enum class Type : std::uint8_t { available, finished, cancel_requested, lease_lost } type;
+  // changed_elsewhere: another process committed to the same database (the
+  // SQLite store watches its file): jobs may have become available on any
+  // queue (`queue` is empty) or finished; listeners re-read what they wait on.
+  enum class Type : std::uint8_t { available, finished, cancel_requested, lease_lost, changed_elsewhere } type;
   std::string_view queue;
   JobId job = 0;                      // available: one of the jobs (or 0); otherwise the job
   JobState state = JobState::pending; // finished: the final state
@@ -209,11 +240,22 @@ class Store {
   // still held and whether cancellation was requested.
   virtual Result<std::vector<LeaseStatus>> heartbeat(std::span<const LeaseRef> leases, Duration extend_by) = 0;
 
+  // heartbeat, with each beat's report applied while its lease is live, in
+  // one transaction where the backend can. Default: report_progress and
+  // add_item_errors per report, then heartbeat.
+  virtual Result<std::vector<LeaseStatus>> heartbeat_with_reports(std::span<const Beat> beats, Duration extend_by);
+
   // Applies outcomes, all in one transaction. Per outcome: stale_lease (and no
   // change) when the token does not match the job's live lease. A job with
   // cancel_requested ends `cancelled` whatever the outcome. Final transitions
   // update the parent (and dependents) in the same transaction.
   virtual Result<std::vector<FinishResult>> finish(std::span<const Outcome> outcomes) = 0;
+
+  // finish(outcomes), then claim(next) unless next.limit is 0, in one
+  // transaction where the backend can. A failing finish part changes nothing
+  // and is the call's error; a failing claim part is claim_status (see
+  // FinishAndClaim). Default: the two calls.
+  virtual Result<FinishAndClaim> finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next);
 
   // Inserts children of a running job under its live lease (stale_lease
   // otherwise). Children get parent_id; the parent counts them. Atomic.

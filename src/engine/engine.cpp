@@ -379,6 +379,9 @@ struct EngineCore {
       case StoreEvent::Type::available:
         wake_claimer(ev.queue);
         break;
+      case StoreEvent::Type::changed_elsewhere:
+        wake_claimer({});  // any queue
+        break;
       case StoreEvent::Type::cancel_requested:
       case StoreEvent::Type::lease_lost: {
         // lease_lost (Admin::expire_stuck, a rescue): the handler hears it now,

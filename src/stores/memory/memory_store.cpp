@@ -156,6 +156,7 @@ struct Rec {
   int deps_unfinished = 0;
   JobState state = JobState::pending;
   ChildFailurePolicy on_failure = ChildFailurePolicy::fail_parent;
+  DependencyMode dependency_mode = DependencyMode::all_completed;
   bool cancel_requested = false;
   bool callback_pending = false;
   std::unique_ptr<Extra> extra;
@@ -282,6 +283,7 @@ class MemoryStore final : public Store {
         out.push_back({stale(o.lease), current_state(o.lease.id)});
         continue;
       }
+      apply_report(*r, o.report);
       rules::JobHead h = head_of(*r);
       out.push_back({{}, rules::apply_outcome(op, h, o)});
     }
@@ -312,10 +314,7 @@ class MemoryStore final : public Store {
     Op op(*this);
     Rec* r = live(lease);
     if (!r) return stale(lease);
-    Progress& p = r->ex().progress;
-    p.done = progress.done;
-    p.total = progress.total;
-    p.message = clip_message(progress.message);
+    store_progress(*r, progress);
     return {};
   }
 
@@ -323,14 +322,50 @@ class MemoryStore final : public Store {
     Op op(*this);
     Rec* r = live(lease);
     if (!r) return stale(lease);
-    if (errors.empty()) return {};
-    Extra& x = r->ex();
+    store_item_errors(*r, errors);
+    return {};
+  }
+
+  Result<std::vector<LeaseStatus>> heartbeat_with_reports(std::span<const Beat> beats, Duration extend_by) override {
+    if (extend_by <= Duration::zero()) return make_error(ErrorCode::invalid_argument, "extend_by must be positive");
+    std::vector<LeaseStatus> out;
+    out.reserve(beats.size());
+    Op op(*this);
+    for (const Beat& beat : beats) {
+      Rec* r = live(beat.lease);
+      if (!r) {
+        out.push_back({});
+        continue;
+      }
+      apply_report(*r, beat.report);
+      set_lease_expiry(*r, detail::saturating_add(op.now(), extend_by));
+      out.push_back({true, r->cancel_requested});
+    }
+    return out;
+  }
+
+  // --- reports (progress, item errors), under the lock -------------------------
+
+  void store_progress(Rec& r, const Progress& progress) {
+    Progress& p = r.ex().progress;
+    p.done = progress.done;
+    p.total = progress.total;
+    p.message = clip_message(progress.message);
+  }
+
+  void store_item_errors(Rec& r, std::span<const ItemError> errors) {
+    if (errors.empty()) return;
+    Extra& x = r.ex();
     x.item_error_count += static_cast<std::int64_t>(errors.size());
     for (const ItemError& e : errors) {
       if (x.item_errors.size() >= kMaxStoredItemErrors) break;
       x.item_errors.push_back({clip_message(e.item), clip_message(e.message)});
     }
-    return {};
+  }
+
+  void apply_report(Rec& r, const RunReport& report) {
+    if (report.progress && rules::check_progress(*report.progress)) store_progress(r, *report.progress);
+    store_item_errors(r, report.item_errors);
   }
 
   Result<std::vector<JobId>> rescue_expired() override {
@@ -718,6 +753,7 @@ class MemoryStore final : public Store {
     h.callback_pending = r.callback_pending;
     h.parent_id = r.parent_id;
     h.on_failure = r.on_failure;
+    h.dependency_mode = r.dependency_mode;
     h.children_total = r.children_total;
     h.children_unfinished = r.children_unfinished;
     h.dependencies_unfinished = r.deps_unfinished;
@@ -922,6 +958,7 @@ class MemoryStore final : public Store {
     r.created_at = op.now();
     r.max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
     r.on_failure = job.on_failure;
+    r.dependency_mode = job.dependency_mode;
     r.parent_id = parent_id;
     if (!job.unique_key.empty()) r.ex().unique_key = job.unique_key;
     if (!job.description.empty()) r.ex().description = job.description;
@@ -986,6 +1023,7 @@ class MemoryStore final : public Store {
     if (r.owner) j.owner = *r.owner;
     if (r.parent_id != 0) j.parent_id = r.parent_id;
     j.on_failure = r.on_failure;
+    j.dependency_mode = r.dependency_mode;
     j.created_at = r.created_at;
     if (r.started_at != kNever) j.started_at = r.started_at;
     if (r.finished_at != kNever) j.finished_at = r.finished_at;

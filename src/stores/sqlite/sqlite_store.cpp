@@ -156,7 +156,7 @@ int state_int(JobState s) { return static_cast<int>(s); }
   "description, parent_id, on_failure, created_at, started_at, finished_at, lease_token, lease_worker, " \
   "lease_expires, cancel_requested, callback_pending, children_total, children_unfinished, "            \
   "dependencies_unfinished, progress_done, progress_total, progress_message, item_error_count, result, " \
-  "error_count, dependency_count"
+  "error_count, dependency_count, dependency_mode"
 
 struct JobRow {
   Job job;
@@ -199,6 +199,7 @@ JobRow read_job(const Query& q) {
   j.result = q.text(29);
   r.error_count = q.i64(30);
   r.dependency_count = q.i64(31);
+  j.dependency_mode = static_cast<DependencyMode>(q.i32(32));
   return r;
 }
 
@@ -234,6 +235,7 @@ class SqliteStore final : public Store {
   Result<std::vector<InsertResult>> spawn(const LeaseRef& parent, std::span<const NewJob> children) override;
   Status report_progress(const LeaseRef& lease, const Progress& progress) override;
   Status add_item_errors(const LeaseRef& lease, std::span<const ItemError> errors) override;
+  Result<std::vector<LeaseStatus>> heartbeat_with_reports(std::span<const Beat> beats, Duration extend_by) override;
   Result<std::vector<JobId>> rescue_expired() override;
   Result<std::optional<TimePoint>> next_run_at(std::string_view queue) override;
   Result<CancelResult> cancel(JobId id, std::string_view reason) override;
@@ -252,6 +254,12 @@ class SqliteStore final : public Store {
 
  private:
   enum class TxKind { read, write };
+
+  // Inside a write transaction.
+  LeaseStatus extend_lease(const LeaseRef& lease, Duration extend_by);
+  void store_progress(JobId id, const Progress& progress);
+  void store_item_errors(JobId id, std::span<const ItemError> errors);
+  void apply_report(JobId id, const RunReport& report);
 
   // Runs `fn` (returning Result<T>) in one transaction under mu_, retrying
   // on SQLITE_BUSY; commits when fn succeeds, rolls back when it returns an
@@ -417,7 +425,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
   auto q = db_->query(
       "SELECT state, run_at, started_at, finished_at, attempt, max_attempts, cancel_requested, callback_pending, "
       "parent_id, on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, "
-      "lease_token FROM jobs WHERE id = ?");
+      "lease_token, dependency_mode FROM jobs WHERE id = ?");
   q.bind(0, id);
   if (!q.step()) return std::nullopt;
   rules::JobHead h;
@@ -432,6 +440,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
   h.callback_pending = q.flag(7);
   h.parent_id = q.opt_i64(8).value_or(0);
   h.on_failure = static_cast<ChildFailurePolicy>(q.i32(9));
+  h.dependency_mode = static_cast<DependencyMode>(q.i32(16));
   h.children_total = q.i32(10);
   h.children_unfinished = q.i32(11);
   h.dependencies_unfinished = q.i32(12);
@@ -627,15 +636,16 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
   h.max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
   h.parent_id = parent.value_or(0);
   h.on_failure = job.on_failure;
+  h.dependency_mode = job.dependency_mode;
   {
     auto q = db_->query(
         "INSERT INTO jobs(kind, args, queue, priority, state, run_at, max_attempts, owner, unique_key, description, "
-        "parent_id, on_failure, created_at, dependency_count) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+        "parent_id, on_failure, created_at, dependency_count, dependency_mode) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
     q.bind(0, job.kind).bind(1, job.args).bind(2, job.queue).bind(3, job.priority).bind(4, state_int(h.state));
     q.bind(5, us(h.run_at)).bind(6, h.max_attempts).bind(7, job.owner).bind_text_or_null(8, job.unique_key);
     q.bind(9, job.description).bind(10, parent).bind(11, static_cast<int>(job.on_failure)).bind(12, us(now_));
-    q.bind(13, static_cast<std::int64_t>(deps.size()));
+    q.bind(13, static_cast<std::int64_t>(deps.size())).bind(14, static_cast<int>(job.dependency_mode));
     q.run();
     h.id = db_->last_insert_rowid();
   }
@@ -841,20 +851,22 @@ Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef
   return transact(TxKind::write, "heartbeat", [&]() -> Result<std::vector<LeaseStatus>> {
     std::vector<LeaseStatus> out;
     out.reserve(leases.size());
-    for (const auto& l : leases) {
-      auto q = db_->query(
-          "UPDATE jobs SET lease_expires = ?3 WHERE id = ?1 AND state = 1 AND lease_token = ?2 "
-          "RETURNING cancel_requested");
-      q.bind(0, l.id).bind(1, static_cast<std::int64_t>(l.token)).bind(2, us(detail::saturating_add(now_, extend_by)));
-      LeaseStatus st;
-      if (q.step()) {
-        st.held = true;
-        st.cancel_requested = q.flag(0);
-      }
-      out.push_back(st);
-    }
+    for (const auto& l : leases) out.push_back(extend_lease(l, extend_by));
     return out;
   });
+}
+
+LeaseStatus SqliteStore::extend_lease(const LeaseRef& lease, Duration extend_by) {
+  auto q = db_->query(
+      "UPDATE jobs SET lease_expires = ?3 WHERE id = ?1 AND state = 1 AND lease_token = ?2 "
+      "RETURNING cancel_requested");
+  q.bind(0, lease.id).bind(1, static_cast<std::int64_t>(lease.token)).bind(2, us(detail::saturating_add(now_, extend_by)));
+  LeaseStatus st;
+  if (q.step()) {
+    st.held = true;
+    st.cancel_requested = q.flag(0);
+  }
+  return st;
 }
 
 Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> outcomes) {
@@ -867,6 +879,7 @@ Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> o
         out.push_back({stale(o.lease), current_state(o.lease.id)});
         continue;
       }
+      apply_report(o.lease.id, o.report);
       out.push_back({Status{}, rules::apply_outcome(tx_, *h, o)});
     }
     // Effects may move a job again (a child failing its parent), so report
@@ -882,12 +895,9 @@ Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> o
 
 Status SqliteStore::report_progress(const LeaseRef& lease, const Progress& progress) {
   if (auto s = rules::check_progress(progress); !s) return s;
-  std::string message = clip_message(progress.message);
   return transact(TxKind::write, "report_progress", [&]() -> Status {
     if (!live(lease)) return stale(lease);
-    auto q = db_->query("UPDATE jobs SET progress_done = ?2, progress_total = ?3, progress_message = ?4 WHERE id = ?1");
-    q.bind(0, lease.id).bind(1, progress.done).bind(2, progress.total).bind(3, message);
-    q.run();
+    store_progress(lease.id, progress);
     return {};
   });
 }
@@ -895,27 +905,59 @@ Status SqliteStore::report_progress(const LeaseRef& lease, const Progress& progr
 Status SqliteStore::add_item_errors(const LeaseRef& lease, std::span<const ItemError> errors) {
   return transact(TxKind::write, "add_item_errors", [&]() -> Status {
     if (!live(lease)) return stale(lease);
-    if (errors.empty()) return {};
-    std::int64_t count = 0;
-    {
-      auto q = db_->query("SELECT item_error_count FROM jobs WHERE id = ?");
-      q.bind(0, lease.id);
-      if (q.step()) count = q.i64(0);
-    }
-    for (const auto& e : errors) {
-      if (count >= static_cast<std::int64_t>(kMaxStoredItemErrors)) break;
-      std::string item = clip_message(e.item);
-      std::string message = clip_message(e.message);
-      auto q = db_->query("INSERT INTO item_errors(job_id, seq, item, message) VALUES (?, ?, ?, ?)");
-      q.bind(0, lease.id).bind(1, count).bind(2, item).bind(3, message);
-      q.run();
-      ++count;
-    }
-    auto q = db_->query("UPDATE jobs SET item_error_count = item_error_count + ? WHERE id = ?");
-    q.bind(0, static_cast<std::int64_t>(errors.size())).bind(1, lease.id);
-    q.run();
+    store_item_errors(lease.id, errors);
     return {};
   });
+}
+
+Result<std::vector<LeaseStatus>> SqliteStore::heartbeat_with_reports(std::span<const Beat> beats, Duration extend_by) {
+  if (extend_by <= Duration::zero()) return make_error(ErrorCode::invalid_argument, "extend_by must be positive");
+  return transact(TxKind::write, "heartbeat", [&]() -> Result<std::vector<LeaseStatus>> {
+    std::vector<LeaseStatus> out;
+    out.reserve(beats.size());
+    for (const Beat& beat : beats) {
+      LeaseStatus st = extend_lease(beat.lease, extend_by);
+      if (st.held) apply_report(beat.lease.id, beat.report);
+      out.push_back(st);
+    }
+    return out;
+  });
+}
+
+// --- reports, inside a write transaction -------------------------------------
+
+void SqliteStore::store_progress(JobId id, const Progress& progress) {
+  std::string message = clip_message(progress.message);
+  auto q = db_->query("UPDATE jobs SET progress_done = ?2, progress_total = ?3, progress_message = ?4 WHERE id = ?1");
+  q.bind(0, id).bind(1, progress.done).bind(2, progress.total).bind(3, message);
+  q.run();
+}
+
+void SqliteStore::store_item_errors(JobId id, std::span<const ItemError> errors) {
+  if (errors.empty()) return;
+  std::int64_t count = 0;
+  {
+    auto q = db_->query("SELECT item_error_count FROM jobs WHERE id = ?");
+    q.bind(0, id);
+    if (q.step()) count = q.i64(0);
+  }
+  for (const auto& e : errors) {
+    if (count >= static_cast<std::int64_t>(kMaxStoredItemErrors)) break;
+    std::string item = clip_message(e.item);
+    std::string message = clip_message(e.message);
+    auto q = db_->query("INSERT INTO item_errors(job_id, seq, item, message) VALUES (?, ?, ?, ?)");
+    q.bind(0, id).bind(1, count).bind(2, item).bind(3, message);
+    q.run();
+    ++count;
+  }
+  auto q = db_->query("UPDATE jobs SET item_error_count = item_error_count + ? WHERE id = ?");
+  q.bind(0, static_cast<std::int64_t>(errors.size())).bind(1, id);
+  q.run();
+}
+
+void SqliteStore::apply_report(JobId id, const RunReport& report) {
+  if (report.progress && rules::check_progress(*report.progress)) store_progress(id, *report.progress);
+  store_item_errors(id, report.item_errors);
 }
 
 Result<std::vector<JobId>> SqliteStore::rescue_expired() {
