@@ -65,7 +65,11 @@ void register_handlers(porter::Engine& engine) {
   register_or_exit(engine, "send_digest", [](porter::JobContext& ctx) {
     if (ctx.attempt() == 1) throw std::runtime_error("SMTP timeout after 10 s (transient)");
   }, {.retry = porter::examples::fixed_backoff(3, 2s)});
-  register_or_exit(engine, "notify_user", [](porter::JobContext&) {});
+  // "Notify me when finished": an LMS would send an e-mail here.
+  register_or_exit(engine, "notify_user", [](porter::JobContext& ctx) {
+    fmt::print("notify: {}\n", ctx.args());
+    std::fflush(stdout);
+  });
 }
 
 std::vector<porter::NewJob> seed_jobs(bool hostile) {
@@ -117,6 +121,7 @@ int main(int argc, char** argv) {
   http.engine = &engine;
   http.tokens = {{admin_token, porter::Principal::administrator("root")},
                  {user_token, porter::Principal::owner("alice")}};
+  http.notify = {.kind = "notify_user", .queue = "notifications"};
   http.sample_every = 5s;
   porter::http::Server server(opened.store, http);
   or_exit(server.start(), "starting the page");

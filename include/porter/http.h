@@ -71,6 +71,16 @@ struct TokenGrant {
   Principal principal;
 };
 
+// "Notify me when finished": what the page's button (and POST
+// /api/jobs/ID/notify) enqueues through Admin::notify_when_finished, durably:
+// a job of `kind` (the host handles it: e-mail, chat, in-app) owned by the
+// asking user, runnable once the watched job is final, however it ended. Its
+// args are {"job": <watched id>, "user": "<who asked>"}.
+struct NotifyOptions {
+  std::string kind;               // empty: no notifications offered (the page hides the button). Default: empty
+  std::string queue = "default";  // Default: "default"
+};
+
 struct ServerOptions {
   std::string host = "127.0.0.1";  // Default: loopback only
   int port = 0;                    // 0: any free port (see port()). Default: 0
@@ -86,6 +96,7 @@ struct ServerOptions {
   // Throughput samples for the page's charts (completed and failed per interval,
   // 90 kept). Duration::max(): no sampling. Default: 10 s; at least 1 s.
   Duration sample_every{std::chrono::seconds(10)};
+  NotifyOptions notify;                   // Default: none offered
   std::string title = "Background Jobs";  // the page's heading. Default: "Background Jobs"
 };
 

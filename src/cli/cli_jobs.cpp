@@ -96,6 +96,17 @@ int run_action(const Globals& g, std::string_view action, JobId id) {
   return 0;
 }
 
+int run_notify(const Globals& g, JobId id, NewJob notification) {
+  auto store = open_job_file(g.db);
+  if (!store) return fail(store.error());
+  if (notification.args.empty()) notification.args = json{{"job", id}, {"user", notification.owner}}.dump();
+  auto r = Admin(*store).notify_when_finished(cli_principal(), id, std::move(notification));
+  if (!r) return fail(r.error());
+  if (g.json) fmt::print("{}\n", json{{"id", id}, {"notification", r->id}, {"duplicate", r->duplicate}}.dump());
+  else fmt::print("job {}: notification job {}{} runs when it is finished\n", id, r->id, r->duplicate ? " (already asked)" : "");
+  return 0;
+}
+
 void draw_bar(const Job& job, Duration waited) {
   constexpr int kWidth = 30;
   const double pct = job.progress.percent().value_or(0);
@@ -186,6 +197,16 @@ void add_job_commands(CLI::App& app, const Globals& g, int& exit_code) {
                             return d ? run_wait(g, id, *d) : fail(d.error());
                           });
   wait->add_option("--timeout", *timeout, "Give up after this long (default 1h)");
+
+  auto notification = std::make_shared<NewJob>();
+  notification->args.clear();
+  notification->owner = "cli";
+  auto* notify = id_command("notify", "Enqueue a notification job that runs once this job is finished, however it ends",
+                            [&g, notification](JobId id) { return run_notify(g, id, *notification); });
+  notify->add_option("--kind", notification->kind, "The notification's kind (your application handles it)")->required();
+  notify->add_option("--queue", notification->queue, "Its queue (default: default)");
+  notify->add_option("--user", notification->owner, "Who is notified: its owner (default: cli)");
+  notify->add_option("--args", notification->args, "Its JSON args (default: {\"job\": ID, \"user\": USER})");
 }
 
 }  // namespace porter::cli

@@ -1,5 +1,5 @@
 // /api/me and /api/jobs...: listing with filters and cursor paging, details,
-// cancel, retry, discard, notify. Every call goes through Admin with the
+// cancel, retry, discard, notify me when finished. Every call goes through Admin with the
 // request's Principal, so scoping is Admin's.
 #include <httplib.h>
 
@@ -88,7 +88,8 @@ void add_job_routes(httplib::Server& server, Context& ctx) {
   server.Get("/api/me", [&ctx](const httplib::Request& req, httplib::Response& res) {
     auto who = authenticate(ctx, req, res);
     if (!who) return;
-    send_json(res, 200, json{{"user", who->user}, {"admin", who->admin}, {"title", ctx.options.title}}.dump());
+    send_json(res, 200, json{{"user", who->user}, {"admin", who->admin}, {"title", ctx.options.title},
+                             {"notify", !ctx.options.notify.kind.empty()}}.dump());
   });
 
   server.Get("/api/jobs", [&ctx](const httplib::Request& req, httplib::Response& res) {
@@ -134,6 +135,18 @@ void add_job_routes(httplib::Server& server, Context& ctx) {
   server.Post(R"(/api/jobs/([^/]+)/discard)", on_job(ctx, true, [&ctx](const Principal& who, JobId id,
                                                                       const httplib::Request&, httplib::Response& res) {
     send_status(res, ctx.admin.discard(who, id), id, "discarded");
+  }));
+
+  server.Post(R"(/api/jobs/([^/]+)/notify)", on_job(ctx, true, [&ctx](const Principal& who, JobId id,
+                                                                     const httplib::Request&, httplib::Response& res) {
+    const NotifyOptions& n = ctx.options.notify;
+    if (n.kind.empty()) return send_error(res, make_error(ErrorCode::unsupported, "this server sends no notifications"));
+    NewJob notification{.kind = n.kind, .args = json{{"job", id}, {"user", who.user}}.dump(), .queue = n.queue,
+                        .owner = who.user, .description = "Notify " + who.user + " when job " + std::to_string(id) +
+                                                          " is finished"};
+    auto r = ctx.admin.notify_when_finished(who, id, std::move(notification));
+    if (!r) return send_error(res, r.error());
+    send_json(res, 200, json{{"id", id}, {"result", "notify"}, {"notification", r->id}, {"duplicate", r->duplicate}}.dump());
   }));
 }
 

@@ -114,6 +114,10 @@ Status check_options(const ServerOptions& o) {
   if (o.poll_every < std::chrono::milliseconds(50) || o.poll_every > std::chrono::minutes(1))
     return bad("poll_every must be 50 ms .. 1 min");
   if (o.sample_every < std::chrono::seconds(1)) return bad("sample_every must be at least 1 s");
+  if (!o.notify.kind.empty()) {
+    if (auto s = validate_name("notify.kind", o.notify.kind); !s) return s;
+    if (auto s = validate_name("notify.queue", o.notify.queue); !s) return s;
+  }
   return {};
 }
 

@@ -4,8 +4,8 @@
 //   power user: sees only their own jobs, no tabs; hostile text renders as text;
 //   superadmin: sees everyone's jobs and the tabs; a progress bar advances
 //   without a reload; the red X aborts a running job, which ends cancelled; a
-//   failed job's errors open; "notify me" is confirmed (when the server offers
-//   it); the queues view shows queues, kinds and charts.
+//   failed job's errors open; "notify me" is confirmed and enqueues a
+//   notification job; the queues view shows queues, kinds and charts.
 // Screenshots of each view go to the output directory.
 //
 //   node page_test.mjs <porter_jobs_page binary> <screenshot dir>
@@ -120,11 +120,15 @@ async function main() {
 
     // "Notify me when finished", when the server offers it.
     const offersNotify = await page.evaluate(async () => (await (await fetch('/api/me', { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('porter-token') } })).json()).notify);
-    if (offersNotify) {
+    check(offersNotify === true, 'the page offers "notify me when finished"');
+    {
       await video.locator('button.notify').click();
       await page.waitForFunction(() => [...document.querySelectorAll('#job-rows tr')]
         .some((tr) => tr.textContent.includes('Transcode onboarding.mp4') && tr.querySelector('button.notify.done')));
-      check(true, 'notify me when finished is confirmed with a check mark');
+      const notes = await page.evaluate(async () => (await (await fetch('/api/jobs?kind=notify_user&owner=root', {
+        headers: { Authorization: 'Bearer ' + sessionStorage.getItem('porter-token') } })).json()).jobs);
+      check(notes.length === 1 && notes[0].state === 'waiting',
+        'notify me when finished is confirmed with a check mark, and a waiting notification job exists');
     }
 
     // Abort a running job with the red X.

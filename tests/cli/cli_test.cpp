@@ -203,3 +203,18 @@ TEST_CASE("cli: serve runs the page and API on the job file until stopped") {
   serve.signal(SIGTERM);
   CHECK(serve.wait().exit_code == 0);
 }
+
+TEST_CASE("cli: notify enqueues a notification job that runs once the job is finished") {
+  JobFile f;
+  auto r = f.porter({"--json", "notify", std::to_string(f.pending), "--kind", "notify_user", "--user", "alice"});
+  REQUIRE(r.exit_code == 0);
+  const JobId notification = nlohmann::json::parse(r.out)["notification"].get<JobId>();
+  auto job = f.store->get(notification);
+  REQUIRE(job.has_value());
+  CHECK(job->owner == "alice");
+  CHECK(job->state == JobState::waiting);
+  CHECK(f.porter({"cancel", std::to_string(f.pending)}).exit_code == 0);
+  CHECK(f.store->get(notification)->state == JobState::pending);
+  CHECK(f.porter({"notify", std::to_string(f.pending)}).exit_code == 2);  // --kind is required
+  CHECK(has(f.porter({"notify", "777777", "--kind", "notify_user"}).err, "not_found"));
+}

@@ -221,3 +221,41 @@ TEST_CASE("http: bad options are refused at start") {
         ErrorCode::invalid_argument);
   CHECK_THROWS_AS(http::Server(nullptr, {}), std::invalid_argument);
 }
+
+TEST_CASE("http: notify me when finished enqueues a durable notification owned by the asker") {
+  HttpHarness h([](http::ServerOptions& o) { o.notify = {.kind = "notify_user", .queue = "mail"}; });
+  CHECK(HttpHarness::body(h.get("/api/me", kAliceToken))["notify"] == true);
+  const JobId mine = h.add("alice");
+  const JobId theirs = h.add("bob");
+  const std::string path = "/api/jobs/" + std::to_string(mine) + "/notify";
+  auto r = h.post(path, kAliceToken);
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  const JobId notification = HttpHarness::body(r)["notification"].get<JobId>();
+  CHECK(HttpHarness::body(r)["duplicate"] == false);
+  auto job = h.store->get(notification);
+  REQUIRE(job.has_value());
+  CHECK(job->kind == "notify_user");
+  CHECK(job->queue == "mail");
+  CHECK(job->owner == "alice");
+  CHECK(job->depends_on == std::vector<JobId>{mine});
+  CHECK(job->state == JobState::waiting);
+  CHECK(nlohmann::json::parse(job->args)["job"] == mine);
+  auto again = h.post(path, kAliceToken);
+  CHECK(HttpHarness::body(again)["notification"] == notification);
+  CHECK(HttpHarness::body(again)["duplicate"] == true);
+  CHECK(h.post("/api/jobs/" + std::to_string(theirs) + "/notify", kAliceToken)->status == 403);
+  // However the watched job ends, the notification becomes runnable.
+  REQUIRE(h.store->cancel(mine, "test").has_value());
+  CHECK(h.store->get(notification)->state == JobState::pending);
+}
+
+TEST_CASE("http: without NotifyOptions the server offers no notifications") {
+  HttpHarness h;
+  CHECK(HttpHarness::body(h.get("/api/me", kAliceToken))["notify"] == false);
+  const JobId id = h.add("alice");
+  auto r = h.post("/api/jobs/" + std::to_string(id) + "/notify", kAliceToken);
+  REQUIRE(r);
+  CHECK(r->status == 501);
+  CHECK(HttpHarness::body(r)["error"]["code"] == "unsupported");
+}
