@@ -85,6 +85,13 @@ struct ServeArgs {
 };
 
 int run_serve(const Globals& g, const ServeArgs& a) {
+  // Blocked before any thread starts (the store's or the server's), so that
+  // SIGINT/SIGTERM reach only the sigwait below and the server stops cleanly.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   const auto colon = a.listen.rfind(':');
   if (colon == std::string::npos) return fail(make_error(ErrorCode::invalid_argument, "--listen takes HOST:PORT"));
   std::string host = a.listen.substr(0, colon);
@@ -109,11 +116,6 @@ int run_serve(const Globals& g, const ServeArgs& a) {
   auto store = open_job_file(g.db);
   if (!store) return fail(store.error());
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before the server's threads start
   http::Server server(*store, std::move(options));
   if (auto s = server.start(); !s) return fail(s.error());
   fmt::print("Background Jobs page for {} on {}\n", g.db, server.address());
