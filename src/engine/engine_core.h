@@ -136,6 +136,7 @@ struct QueueRuntime {
   std::vector<WorkerSlot*> batch;
   std::vector<WorkerSlot*> owners;  // the slot of each outcome
   std::vector<Outcome> outcomes;
+  std::vector<WorkerSlot*> wake;  // to notify once q.mu is released
 
   // Drained, or jobs went back to pending: the maintenance thread asks the
   // store when the next one is due.

@@ -86,13 +86,18 @@ void EngineCore::poke(std::string_view queue) {
 // one is enough. Busy workers claim anyway when they finish, and a leader
 // whose claim raced this wake-up sees `signals` move and looks again.
 void EngineCore::poke(QueueRuntime& q) {
-  std::lock_guard lock(q.mu);
-  ++q.signals;
-  if (q.idle.empty()) return;
-  WorkerSlot* w = q.idle.back();
-  if (w->poked) return;
-  w->poked = true;
-  if (w->parked && !q.leading) w->cv.notify_one();
+  WorkerSlot* wake = nullptr;
+  {
+    std::lock_guard lock(q.mu);
+    ++q.signals;
+    if (q.idle.empty()) return;
+    WorkerSlot* w = q.idle.back();
+    if (w->poked) return;
+    w->poked = true;
+    if (w->parked && !q.leading) wake = w;
+  }
+  // Outside the lock (slots live as long as the engine; waits re-check).
+  if (wake != nullptr) wake->cv.notify_one();
 }
 
 }  // namespace porter::detail

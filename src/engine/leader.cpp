@@ -65,7 +65,7 @@ void EngineCore::lead(QueueRuntime& q, std::unique_lock<std::mutex>& lock, Worke
     w->idle = false;
     take_job(*w, std::move(turn.claimed[next++]), lease_until);
     w->assigned = true;
-    if (w->parked) w->cv.notify_one();
+    if (w->parked) q.wake.push_back(w);
   }
   const bool short_claim = limit > 0 && !turn.claim_failed && static_cast<int>(turn.claimed.size()) < limit;
   if (short_claim && q.signals != seen) {
@@ -80,18 +80,25 @@ void EngineCore::lead(QueueRuntime& q, std::unique_lock<std::mutex>& lock, Worke
     q.head = w->next;
     w->next = nullptr;
     w->done.store(true, std::memory_order_release);
-    if (w->parked) w->cv.notify_one();
+    if (w->parked) q.wake.push_back(w);
   }
   if (q.head == nullptr) q.tail = nullptr;
   q.leading = false;
-  if (q.head != nullptr && q.head->parked) q.head->cv.notify_one();  // the next leader
+  if (q.head != nullptr && q.head->parked) q.wake.push_back(q.head);  // the next leader
   for (WorkerSlot* w : q.idle) {
-    if (w->poked && w->parked) w->cv.notify_one();  // poked while this claim was in flight
+    if (w->poked && w->parked) q.wake.push_back(w);  // poked while this claim was in flight
   }
   // Only stop() leaves claimed jobs over (the idle workers it counted left).
   std::vector<Job> left;
   for (; next < turn.claimed.size(); ++next) left.push_back(std::move(turn.claimed[next]));
+  // Woken outside the lock, so a woken worker does not block on it at once.
+  // Each waits in a predicate loop under q.mu, and a slot lives as long as
+  // the engine: a late or extra notification is harmless.
+  thread_local std::vector<WorkerSlot*> wake;  // this thread's, reused: no allocation per turn
+  wake.swap(q.wake);
   lock.unlock();
+  for (WorkerSlot* w : wake) w->cv.notify_one();
+  wake.clear();
   if ((short_claim && q.signals == seen) || requeued) mark_look_up(q);
   if (!left.empty()) release_jobs(std::move(left));
   lock.lock();
