@@ -68,7 +68,8 @@ void EngineCore::lead(QueueRuntime& q, std::unique_lock<std::mutex>& lock, Worke
     if (w->parked) q.wake.push_back(w);
   }
   const bool short_claim = limit > 0 && !turn.claim_failed && static_cast<int>(turn.claimed.size()) < limit;
-  if (short_claim && q.signals != seen) {
+  const bool drained = short_claim && q.signals == seen;
+  if (short_claim && !drained) {
     // Work came in while the store answered: whoever still has no job looks again.
     bool asked = false;
     for (WorkerSlot* w : q.batch) {
@@ -99,7 +100,7 @@ void EngineCore::lead(QueueRuntime& q, std::unique_lock<std::mutex>& lock, Worke
   lock.unlock();
   for (WorkerSlot* w : wake) w->cv.notify_one();
   wake.clear();
-  if ((short_claim && q.signals == seen) || requeued) mark_look_up(q);
+  if (drained || requeued) mark_look_up(q);
   if (!left.empty()) release_jobs(std::move(left));
   lock.lock();
 }
