@@ -37,9 +37,14 @@ void EngineCore::maintenance_loop(TimePoint started) {
     const auto real = std::chrono::steady_clock::now();
     if (report_due_.exchange(false)) report_at = std::min(report_at, real + kReportDelay);
     if (t >= next_beat) {
+      // The next beat counts from `t`, read before this one's store call: a
+      // lease extended by it runs at least lease_for from `t`. Counting from
+      // after the call (and the announce) let a clock that moved meanwhile
+      // push the next beat past what the lease allows (the heartbeat tests'
+      // stalls under sanitizers).
+      next_beat = saturating_add(t, options_.heartbeat_every);
       heartbeat_once(false);  // writes every report too
       announce();
-      next_beat = saturating_add(now(), options_.heartbeat_every);
       report_at = std::chrono::steady_clock::time_point::max();
     } else if (real >= report_at) {
       report_at = std::chrono::steady_clock::time_point::max();

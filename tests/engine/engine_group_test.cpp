@@ -372,3 +372,57 @@ TEST_CASE("events: changed_elsewhere makes the engine claim at once, with no pol
     CHECK(job->state == JobState::completed);
   }
 }
+
+namespace {
+
+// Moves the clock by `jump` during the first heartbeat, as a slow store
+// call on a busy machine does.
+class SlowBeatStore final : public ForwardingStore {
+ public:
+  SlowBeatStore(std::shared_ptr<Store> inner, std::shared_ptr<ManualClock> clock, Duration jump)
+      : ForwardingStore(std::move(inner)), clock_(std::move(clock)), jump_(jump) {}
+  Result<std::vector<LeaseStatus>> heartbeat_with_reports(std::span<const Beat> beats, Duration extend_by) override {
+    auto r = inner().heartbeat_with_reports(beats, extend_by);
+    if (!jumped_.exchange(true)) clock_->advance(jump_);
+    return r;
+  }
+
+ private:
+  std::shared_ptr<ManualClock> clock_;
+  Duration jump_;
+  std::atomic<bool> jumped_{false};
+};
+
+}  // namespace
+
+TEST_CASE("time: a clock that moves during a heartbeat does not push the next beat past the lease",
+          "[engine][time]") {
+  auto clock = std::make_shared<ManualClock>();
+  auto store = std::make_shared<SlowBeatStore>(make_memory_store(clock), clock, std::chrono::seconds(3));
+  Engine engine(store, {.queues = {{"default", 1}}, .lease_for = 10s, .heartbeat_every = 3s,
+                        .reaper_every = Duration::zero()});
+  std::atomic<bool> release{false};
+  struct ReleaseOnExit {
+    std::atomic<bool>& flag;
+    ~ReleaseOnExit() { flag.store(true); }
+  } release_on_exit{release};
+  REQUIRE(engine.register_handler("long", [&](JobContext&) {
+    while (!release.load()) std::this_thread::sleep_for(1ms);
+  }));
+  REQUIRE(engine.start());
+  auto id = engine.enqueue({.kind = "long"});
+  REQUIRE(id);
+  REQUIRE(eventually([&] { return store->get(id->id)->state == JobState::running; }));
+  for (int second = 0; second < 12; ++second) {
+    clock->advance(1s);
+    // Each beat extends the lease to 10 s past its start and the next is due
+    // 3 s after that start, so the lease never gets within 6 s of expiring.
+    // Counting the next beat from after the call (3 s later here) stalled this.
+    REQUIRE(eventually([&] {
+      auto j = store->get(id->id);
+      return j && j->lease && j->lease->expires_at >= clock->now() + 6s;
+    }));
+  }
+  release = true;
+  REQUIRE(engine.wait_for(id->id, 20s)->state == JobState::completed);
+}
