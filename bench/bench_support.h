@@ -100,6 +100,19 @@ class CountingStore final : public test::ForwardingStore {
     finished_jobs_.fetch_add(static_cast<std::int64_t>(outcomes.size()), std::memory_order_relaxed);
     return ForwardingStore::finish(outcomes);
   }
+  // Counted as one claim and one finish, passed on whole (one transaction in the store).
+  Result<FinishAndClaim> finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next) override {
+    auto r = inner().finish_and_claim(outcomes, next);
+    if (!outcomes.empty()) {
+      finish_calls_.fetch_add(1, std::memory_order_relaxed);
+      finished_jobs_.fetch_add(static_cast<std::int64_t>(outcomes.size()), std::memory_order_relaxed);
+    }
+    if (next.limit > 0 && r) {
+      claim_calls_.fetch_add(1, std::memory_order_relaxed);
+      claimed_jobs_.fetch_add(static_cast<std::int64_t>(r->claimed.size()), std::memory_order_relaxed);
+    }
+    return r;
+  }
 
  private:
   std::atomic<std::int64_t> claim_calls_{0}, claimed_jobs_{0}, finish_calls_{0}, finished_jobs_{0};

@@ -3,15 +3,17 @@
 // A host application creates one Engine per process over a shared Store,
 // registers a handler per job kind, starts it, and enqueues jobs from anywhere.
 // The engine owns its threads: a worker pool per queue with its own
-// concurrency limit (a flood in one queue never starves another), a claimer
-// that leases batches sized to the free slots, a heartbeater that keeps
-// leases alive, a reaper that rescues jobs of crashed workers, a scheduler
-// for periodic (cron) jobs, and a completer that batches outcomes into few
-// store calls. Work enqueued in this process wakes the claimer at once;
-// work from other processes is found by polling every `poll_every`. Claims
-// name the kinds this engine has handlers for, so it never takes a job it
-// cannot run. A handler is stopped (its stop token fires) at its kind's
-// timeout, and before its lease can expire when heartbeats keep failing.
+// concurrency limit (a flood in one queue never starves another), whose
+// workers claim and finish for themselves (one store call per batch of
+// waiting workers, claiming only for free workers), one maintenance thread
+// (heartbeats with progress reports, rescue of crashed workers' jobs,
+// retention, periodic (cron) jobs) and a watchdog. Work enqueued in this
+// process wakes an idle worker at once; work from other processes is found
+// when the store says so (StoreEvent::changed_elsewhere) or by polling every
+// `poll_every`. Claims name the kinds this engine has handlers for, so it
+// never takes a job it cannot run. A handler is stopped (its stop token
+// fires) at its kind's timeout, and before its lease can expire when
+// heartbeats keep failing.
 //
 //   porter::Engine engine(porter::make_memory_store(), {.queues = {{"mail", 4}}});
 //   engine.register_handler("send_email", [](porter::JobContext& ctx) {
@@ -66,8 +68,9 @@ class JobContext {
   virtual bool cancelled() const noexcept = 0;
   virtual std::stop_token stop_token() const noexcept = 0;
 
-  // Progress for the admin view (percent done). Cheap: buffered and written
-  // with the next heartbeat or at the end.
+  // Progress for the admin view (percent done). Cheap: buffered, and written
+  // within about a second (all reports of that time in one write), or with
+  // the outcome at the end.
   virtual void progress(std::int64_t done, std::int64_t total, std::string message = {}) = 0;
   // One failed item of a bulk job; the job can still complete.
   virtual void item_error(std::string item, std::string message) = 0;

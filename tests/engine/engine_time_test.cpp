@@ -355,6 +355,12 @@ TEST_CASE("time: jobs behind a busy worker are not claimed: pending, uncharged, 
                         .reaper_every = Duration::zero(), .poll_every = 1s});
   std::atomic<int> started{0};
   std::atomic<bool> release{false};
+  // Destroyed before the engine: a failed REQUIRE below still lets the
+  // handler return, so ~Engine does not wait on a clock nobody advances.
+  struct ReleaseOnExit {
+    std::atomic<bool>& flag;
+    ~ReleaseOnExit() { flag.store(true); }
+  } release_on_exit{release};
   REQUIRE(engine.register_handler("k", [&](JobContext& ctx) {
     started.fetch_add(1);
     while (!release.load() && !ctx.cancelled()) std::this_thread::yield();

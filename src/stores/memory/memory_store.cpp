@@ -196,6 +196,8 @@ struct PendingEvent {
 };
 
 class MemoryStore final : public Store {
+  class Op;  // one operation under the lock (below)
+
  public:
   explicit MemoryStore(std::shared_ptr<Clock> clock) : clock_(clock ? std::move(clock) : system_clock()) {}
 
@@ -212,46 +214,26 @@ class MemoryStore final : public Store {
   }
 
   Result<std::vector<Job>> claim(const ClaimRequest& request) override {
-    if (request.limit < 1) return make_error(ErrorCode::invalid_argument, "claim limit must be >= 1");
-    if (request.lease_for <= Duration::zero()) {
-      return make_error(ErrorCode::invalid_argument, "lease_for must be positive");
-    }
+    if (auto s = check_claim(request); !s) return s.error();
     std::vector<Job> out;
     Op op(*this);
-    auto it = queues_.find(request.queue);
-    if (it == queues_.end() || it->second.paused) return out;
-    Queue& q = it->second;
-    promote_due(q, op.now());
-    const std::string* worker = intern(request.worker);
-    out.reserve(std::min<std::size_t>(static_cast<std::size_t>(request.limit), q.ready.size()));
-    // The kinds asked for, interned (a kind never stored cannot match), and
-    // how many pending jobs they have: the scan stops once none can be left.
-    std::vector<const std::string*> kinds;
-    std::int64_t wanted = 0;
-    for (const auto& k : request.kinds) {
-      auto interned = strings_.find(k);
-      if (interned == strings_.end() || std::find(kinds.begin(), kinds.end(), &*interned) != kinds.end()) continue;
-      kinds.push_back(&*interned);
-      if (auto n = q.pending_by_kind.find(&*interned); n != q.pending_by_kind.end()) wanted += n->second;
-    }
-    if (!request.kinds.empty() && wanted == 0) return out;
-    auto node = q.ready.begin();
-    auto may_match_more = [&] { return request.kinds.empty() || static_cast<std::int64_t>(out.size()) < wanted; };
-    while (out.size() < static_cast<std::size_t>(request.limit) && node != q.ready.end() && may_match_more()) {
-      Rec& r = *find(node->id);
-      if (!request.kinds.empty() && std::find(kinds.begin(), kinds.end(), r.kind) == kinds.end()) {
-        ++node;  // another engine's kind: it keeps its place in the queue
-        continue;
+    claim_locked(request, op, out);
+    return out;
+  }
+
+  // finish, then claim, under one hold of the lock (one "transaction").
+  Result<FinishAndClaim> finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next) override {
+    FinishAndClaim out;
+    const bool claiming = next.limit != 0;
+    Status claim_ok = claiming ? check_claim(next) : Status{};
+    Op op(*this);
+    finish_locked(outcomes, op, out.finished);
+    if (claiming) {
+      if (claim_ok) {
+        claim_locked(next, op, out.claimed);
+      } else {
+        out.claim_status = std::move(claim_ok);
       }
-      node = q.ready.erase(node);
-      set_state(r, JobState::running);
-      ++r.attempt;
-      ++r.token;
-      r.worker = worker;
-      r.started_at = op.now();
-      r.lease_expires = detail::saturating_add(op.now(), request.lease_for);
-      insert_ordered(leases_, TimeKey{r.lease_expires, r.id});
-      out.push_back(to_job(r));
     }
     return out;
   }
@@ -275,24 +257,8 @@ class MemoryStore final : public Store {
 
   Result<std::vector<FinishResult>> finish(std::span<const Outcome> outcomes) override {
     std::vector<FinishResult> out;
-    out.reserve(outcomes.size());
     Op op(*this);
-    for (const Outcome& o : outcomes) {
-      Rec* r = live(o.lease);
-      if (!r) {
-        out.push_back({stale(o.lease), current_state(o.lease.id)});
-        continue;
-      }
-      apply_report(*r, o.report);
-      rules::JobHead h = head_of(*r);
-      out.push_back({{}, rules::apply_outcome(op, h, o)});
-    }
-    rules::run_effects(op);
-    // Effects may move a job again (a child failing its parent), so report the
-    // state after the whole transaction.
-    for (std::size_t i = 0; i < outcomes.size(); ++i) {
-      if (out[i].status) out[i].state = current_state(outcomes[i].lease.id);
-    }
+    finish_locked(outcomes, op, out);
     return out;
   }
 
@@ -342,6 +308,80 @@ class MemoryStore final : public Store {
       out.push_back({true, r->cancel_requested});
     }
     return out;
+  }
+
+  // --- claim and finish, under the lock ---------------------------------------
+
+  static Status check_claim(const ClaimRequest& request) {
+    if (request.limit < 1) return make_error(ErrorCode::invalid_argument, "claim limit must be >= 1");
+    if (request.lease_for <= Duration::zero()) {
+      return make_error(ErrorCode::invalid_argument, "lease_for must be positive");
+    }
+    return {};
+  }
+
+  void claim_locked(const ClaimRequest& request, Op& op, std::vector<Job>& out) {
+    auto it = queues_.find(request.queue);
+    if (it == queues_.end() || it->second.paused) return;
+    Queue& q = it->second;
+    promote_due(q, op.now());
+    const std::string* worker = intern(request.worker);
+    out.reserve(out.size() + std::min<std::size_t>(static_cast<std::size_t>(request.limit), q.ready.size()));
+    // The kinds asked for, interned (a kind never stored cannot match), and
+    // how many pending jobs they have: the scan stops once none can be left.
+    kinds_scratch_.clear();
+    std::int64_t wanted = 0;
+    for (const auto& k : request.kinds) {
+      auto interned = strings_.find(k);
+      if (interned == strings_.end() ||
+          std::find(kinds_scratch_.begin(), kinds_scratch_.end(), &*interned) != kinds_scratch_.end()) {
+        continue;
+      }
+      kinds_scratch_.push_back(&*interned);
+      if (auto n = q.pending_by_kind.find(&*interned); n != q.pending_by_kind.end()) wanted += n->second;
+    }
+    if (!request.kinds.empty() && wanted == 0) return;
+    std::size_t got = 0;
+    auto node = q.ready.begin();
+    auto may_match_more = [&] { return request.kinds.empty() || static_cast<std::int64_t>(got) < wanted; };
+    while (got < static_cast<std::size_t>(request.limit) && node != q.ready.end() && may_match_more()) {
+      Rec& r = *find(node->id);
+      if (!request.kinds.empty() &&
+          std::find(kinds_scratch_.begin(), kinds_scratch_.end(), r.kind) == kinds_scratch_.end()) {
+        ++node;  // another engine's kind: it keeps its place in the queue
+        continue;
+      }
+      node = q.ready.erase(node);
+      set_state(r, JobState::running);
+      ++r.attempt;
+      ++r.token;
+      r.worker = worker;
+      r.started_at = op.now();
+      r.lease_expires = detail::saturating_add(op.now(), request.lease_for);
+      insert_ordered(leases_, TimeKey{r.lease_expires, r.id});
+      out.push_back(to_job(r));
+      ++got;
+    }
+  }
+
+  void finish_locked(std::span<const Outcome> outcomes, Op& op, std::vector<FinishResult>& out) {
+    out.reserve(outcomes.size());
+    for (const Outcome& o : outcomes) {
+      Rec* r = live(o.lease);
+      if (!r) {
+        out.push_back({stale(o.lease), current_state(o.lease.id)});
+        continue;
+      }
+      apply_report(*r, o.report);
+      rules::JobHead h = head_of(*r);
+      out.push_back({{}, rules::apply_outcome(op, h, o)});
+    }
+    rules::run_effects(op);
+    // Effects may move a job again (a child failing its parent), so report the
+    // state after the whole transaction.
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+      if (out[i].status) out[i].state = current_state(outcomes[i].lease.id);
+    }
   }
 
   // --- reports (progress, item errors), under the lock -------------------------
@@ -1083,6 +1123,7 @@ class MemoryStore final : public Store {
   };
   std::map<std::string, Worker, std::less<>> workers_;  // the registry, by worker id
   std::size_t ring_next_ = 0;
+  std::vector<const std::string*> kinds_scratch_;  // claim_locked's interned kinds, kept to reuse its memory
 
   detail::CallbackSet<StoreEvent> listeners_;  // its own lock, never held with mu_
 };
