@@ -35,6 +35,13 @@
 // snapshot, as with any WAL database); journal_size_limit truncates the file
 // back to kBackstopPages pages after the WAL restarts.
 //
+// Other processes. A commit by another process is noticed without polling:
+// once a listener is registered, a WalWatcher (wal_watcher.h) wakes on
+// writes to the -wal file and the store compares PRAGMA data_version on its
+// write connection (which changes only for other connections' commits), at
+// once if the connection is free, else at the end of the transaction using
+// it; a change is delivered as StoreEvent::changed_elsewhere.
+//
 // Time comes from the injected clock, stored as int64 microseconds since the
 // Unix epoch.
 //
@@ -45,6 +52,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <tuple>
@@ -64,6 +72,7 @@
 #include "stores/sqlite/db.h"
 #include "stores/maintenance_checks.h"
 #include "stores/sqlite/schema.h"
+#include "stores/sqlite/wal_watcher.h"
 #include "stores/sqlite/write_group.h"
 
 namespace porter {
@@ -234,6 +243,7 @@ class SqliteStore final : public Store {
     }
   }
   ~SqliteStore() override {
+    watcher_.reset();  // its thread calls into this store: stopped first
     if (checkpointer_) sqlite3_wal_hook(db_->handle(), nullptr, nullptr);
   }
 
@@ -337,6 +347,9 @@ class SqliteStore final : public Store {
   }
 
   void deliver(std::vector<PendingEvent>& events);
+  // Other processes' commits (see the top of the file).
+  bool wal_written(bool again);
+  bool others_committed();  // mu_ held, outside a transaction
 
   std::mutex mu_;                    // guards db_, now_ and events_ (every statement and transaction)
   std::unique_ptr<Db> db_;
@@ -356,6 +369,13 @@ class SqliteStore final : public Store {
   std::unique_ptr<Checkpointer> checkpointer_;  // null when the database is not in WAL mode (memory)
 
   detail::CallbackSet<StoreEvent> listeners_;  // its own lock, never held with mu_
+
+  // A -wal write may be another process's commit: check data_version at the
+  // next chance (the watcher's if mu_ is free, else the transaction's end).
+  std::atomic<bool> elsewhere_check_{false};
+  std::int64_t data_version_ = 0;  // guarded by mu_: the write connection's, as last seen
+  std::mutex watch_mu_;            // guards watcher_ (taken before mu_, never while holding it)
+  std::unique_ptr<detail::WalWatcher> watcher_;  // from the first listener on; last, so stopped first
 };
 
 // Several jobs of one queue made available in one transaction: one wake-up is enough.
@@ -395,6 +415,9 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
       coalesce_available(events_);
       tx.commit();
       delivered.swap(events_);
+      if (elsewhere_check_.load(std::memory_order_relaxed) && elsewhere_check_.exchange(false) && others_committed()) {
+        delivered.push_back({StoreEvent::Type::changed_elsewhere, {}, 0});
+      }
       lock.unlock();
       deliver(delivered);
       return result;
@@ -433,9 +456,58 @@ void SqliteStore::deliver(std::vector<PendingEvent>& events) {
   listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, e.queue, e.job, e.state, e.token}; });
 }
 
-std::uint64_t SqliteStore::add_listener(Listener listener) { return listeners_.add(std::move(listener)); }
+std::uint64_t SqliteStore::add_listener(Listener listener) {
+  std::uint64_t id = listeners_.add(std::move(listener));
+  if (!checkpointer_) return id;  // not WAL (memory): nobody else writes to it
+  std::lock_guard lock(watch_mu_);
+  if (watcher_) {
+    watcher_->poke();
+  } else {
+    {
+      std::lock_guard write_lock(mu_);
+      others_committed();  // the baseline
+    }
+    watcher_ = std::make_unique<detail::WalWatcher>(
+        path_ + "-wal", [this](bool again) { return wal_written(again); }, [this] { return !listeners_.empty(); });
+  }
+  return id;
+}
 
-void SqliteStore::remove_listener(std::uint64_t id) { listeners_.remove(id); }
+void SqliteStore::remove_listener(std::uint64_t id) {
+  listeners_.remove(id);
+  std::lock_guard lock(watch_mu_);
+  if (watcher_) watcher_->poke();
+}
+
+// Whether another connection committed since the last call (and a
+// conservative yes when SQLite cannot tell: a spurious wake-up is harmless).
+bool SqliteStore::others_committed() {
+  try {
+    auto q = db_->query("PRAGMA data_version");
+    std::int64_t v = q.step() ? q.i64(0) : 0;
+    bool changed = v != data_version_;
+    data_version_ = v;
+    return changed;
+  } catch (const SqliteError&) {
+    return true;
+  }
+}
+
+// On the watcher's thread; never waits for mu_. True: ask again soon.
+bool SqliteStore::wal_written(bool again) {
+  if (!again) {
+    elsewhere_check_.store(true);
+  } else if (!elsewhere_check_.load()) {
+    return false;  // a transaction's end checked meanwhile
+  }
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return true;  // the running transaction checks at its end, or we do again
+  if (!elsewhere_check_.exchange(false) || !others_committed()) return false;
+  lock.unlock();
+  std::vector<PendingEvent> events{{StoreEvent::Type::changed_elsewhere, {}, 0}};
+  deliver(events);
+  return false;
+}
 
 // --- helpers -----------------------------------------------------------------
 
