@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <set>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -220,4 +221,52 @@ TEST_CASE("sqlite concurrent inserts fail or deduplicate only their own caller",
   REQUIRE(st.has_value());
   REQUIRE(st->queues.size() == 1);
   CHECK(st->queues[0].pending == 1 + (kThreads - 3) * kRounds);
+}
+
+// Workers on several threads finishing and claiming at once share commits
+// too, and each job is still leased to one of them only.
+TEST_CASE("sqlite concurrent finish_and_claim calls share commits and lease each job once", "[sqlite][group]") {
+  TempFile f;
+  auto store = open_store(f.path, nullptr, Durability::power_loss);
+  constexpr int kThreads = 6, kJobs = 120;  // few enough that no checkpoint restarts the WAL
+  std::vector<NewJob> jobs(kJobs, job());
+  REQUIRE(store->insert(jobs).has_value());
+  int before = wal_commits(f.path);
+  std::atomic<int> calls{0};
+  std::vector<std::vector<JobId>> ran(kThreads);
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        std::vector<Job> held;
+        for (;;) {
+          std::vector<Outcome> outs;
+          for (const Job& j : held) outs.push_back(completed(j));
+          auto r = store->finish_and_claim(outs, ClaimRequest{"default", "w" + std::to_string(t), 2, 30s});
+          ++calls;
+          if (!r) return;
+          for (const auto& fr : r->finished) {
+            if (!fr.status) return;  // a stale lease: the test fails below
+          }
+          held = r->claimed;
+          for (const Job& j : held) ran[t].push_back(j.id);
+          if (held.empty()) return;
+        }
+      });
+    }
+  }
+  int commits = wal_commits(f.path) - before;
+  INFO(commits << " commits for " << calls.load() << " calls");
+  CHECK(commits < calls.load());
+  std::set<JobId> all;
+  std::size_t total = 0;
+  for (const auto& ids : ran) {
+    total += ids.size();
+    all.insert(ids.begin(), ids.end());
+  }
+  CHECK(total == static_cast<std::size_t>(kJobs));
+  CHECK(all.size() == static_cast<std::size_t>(kJobs));
+  auto st = store->stats(1h);
+  REQUIRE(st.has_value());
+  CHECK(st->queues[0].completed == kJobs);
 }

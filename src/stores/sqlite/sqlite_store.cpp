@@ -84,7 +84,7 @@ using detail::Query;
 using detail::SqliteError;
 
 constexpr int kBusyRetries = 3;
-constexpr std::size_t kMaxInsertGroupJobs = 1000;  // jobs one leader gathers into one insert transaction
+constexpr std::size_t kMaxGroupWeight = 1000;  // jobs (inserted, finished, claimed) one leader gathers into one commit
 constexpr int kCheckpointPages = 1000;   // wake the checkpointer (SQLite's default auto-checkpoint size)
 constexpr int kBackstopPages = 16384;    // SQLite's auto-checkpoint, on the committing call: 64 MiB of 4 KiB pages
 constexpr int kOpenFlags =
@@ -213,14 +213,25 @@ JobRow read_job(const Query& q) {
   return r;
 }
 
-// One insert() call waiting in the insert write group (write_group.h).
-struct InsertWriter {
+// One insert() or finish_and_claim() call in the write group
+// (write_group.h): callers on different threads share one commit.
+struct GroupWriter {
+  // insert
   std::span<const NewJob> jobs;
-  std::optional<Result<std::vector<InsertResult>>> result;  // set by the leader that runs it
-  bool finished = false;                                     // result is final (leader's thread)
-  bool done = false;                                         // the group's mutex guards it
+  std::optional<Result<std::vector<InsertResult>>> inserted;
+  // finish_and_claim (`next` checked; null: an insert)
+  std::span<const Outcome> outcomes;
+  const ClaimRequest* next = nullptr;
+  bool claiming = false;
+  std::string kinds_json;
+  std::optional<Result<FinishAndClaim>> finished;
+
+  bool finished_run = false;  // `finished` in write_group.h: the result is final (the leader's thread)
+  bool done = false;          // the group's mutex guards it
   std::condition_variable cv;
-  std::size_t weight() const { return jobs.size(); }
+  std::size_t weight() const {
+    return next ? outcomes.size() + (claiming ? static_cast<std::size_t>(next->limit) : 0) : jobs.size();
+  }
 };
 
 // An event recorded inside a transaction, delivered after commit.
@@ -333,7 +344,9 @@ class SqliteStore final : public Store {
   Result<InsertResult> insert_one(const NewJob& job, std::optional<JobId> parent);
   Result<std::vector<InsertResult>> insert_all(std::span<const NewJob> jobs, std::optional<JobId> parent);
   Result<std::vector<InsertResult>> insert_alone(std::span<const NewJob> jobs);
-  void insert_group(std::span<InsertWriter* const> group);
+  void run_group(std::span<GroupWriter* const> group);
+  void run_writer(GroupWriter& w);  // inside a write transaction
+  Result<FinishAndClaim> finish_and_claim_alone(GroupWriter& w);
   void insert_plain(std::span<const NewJob> jobs, std::optional<JobId> parent, std::vector<InsertResult>& out);
   const char* plain_insert_sql(std::size_t rows);
   std::optional<rules::JobHead> head(JobId id);
@@ -365,7 +378,7 @@ class SqliteStore final : public Store {
   std::vector<std::string> plain_insert_sql_;
   std::shared_ptr<Clock> clock_;
   std::string path_;
-  detail::WriteGroup<InsertWriter> inserts_{kMaxInsertGroupJobs};  // concurrent insert() calls share commits
+  detail::WriteGroup<GroupWriter> writers_{kMaxGroupWeight};  // concurrent inserts and finish_and_claims share commits
   std::unique_ptr<Checkpointer> checkpointer_;  // null when the database is not in WAL mode (memory)
 
   detail::CallbackSet<StoreEvent> listeners_;  // its own lock, never held with mu_
@@ -847,14 +860,14 @@ Result<std::vector<InsertResult>> SqliteStore::insert_all(std::span<const NewJob
 
 // Each caller's jobs are checked on its own thread first, so an invalid job
 // fails its caller alone; valid ones join the write group, whose leader
-// commits them with whatever other callers' jobs are queued.
+// commits them with whatever other callers' writes are queued.
 Result<std::vector<InsertResult>> SqliteStore::insert(std::span<const NewJob> jobs) {
   if (auto s = rules::validate_batch(jobs); !s) return s.error();
   if (jobs.empty()) return std::vector<InsertResult>{};
-  InsertWriter w;
+  GroupWriter w;
   w.jobs = jobs;
-  inserts_.join(w, [this](std::span<InsertWriter* const> group) { insert_group(group); });
-  return std::move(*w.result);
+  writers_.join(w, [this](std::span<GroupWriter* const> group) { run_group(group); });
+  return std::move(*w.inserted);
 }
 
 Result<std::vector<InsertResult>> SqliteStore::insert_alone(std::span<const NewJob> jobs) {
@@ -864,38 +877,62 @@ Result<std::vector<InsertResult>> SqliteStore::insert_alone(std::span<const NewJ
   });
 }
 
-// One transaction for the group's callers, in queue order (a later caller's
-// unique job sees an earlier one's, as if they had come one after another).
-// A caller's missing dependency is its own error and skips only its jobs.
-// If the transaction fails for any other reason but an unavailable
-// database (which every caller shares), each caller is run alone, so a
-// failure that belongs to one caller reaches that caller only.
-void SqliteStore::insert_group(std::span<InsertWriter* const> group) {
+// One caller's part of a group transaction. A missing dependency is its
+// own error and skips only its jobs; another failure of its insert throws
+// (the group then reruns each caller alone).
+void SqliteStore::run_writer(GroupWriter& w) {
+  if (w.next) {
+    FinishAndClaim out;
+    out.finished = finish_all(w.outcomes);
+    if (w.claiming) out.claimed = claim_jobs(*w.next, w.kinds_json);
+    w.finished.emplace(std::move(out));
+    return;
+  }
+  if (auto s = rules::check_dependencies_exist(tx_, w.jobs); !s) {
+    w.inserted.emplace(s.error());
+    return;
+  }
+  auto inserted = insert_all(w.jobs, std::nullopt);
+  if (!inserted) throw std::runtime_error(inserted.error().message());  // not expected: insert_all checks nothing
+  w.inserted.emplace(std::move(inserted));
+}
+
+// One transaction for the group's callers, in queue order (a later
+// caller's unique job sees an earlier one's, as if they had come one after
+// another). If it fails for another reason than an unavailable database
+// (which every caller shares), each caller is run alone, so a failure that
+// belongs to one caller reaches that caller only.
+void SqliteStore::run_group(std::span<GroupWriter* const> group) {
   if (group.size() > 1) {
-    auto r = transact(TxKind::write, "insert", [&]() -> Status {
-      for (InsertWriter* w : group) {
-        w->result.reset();
-        if (auto s = rules::check_dependencies_exist(tx_, w->jobs); !s) {
-          w->result.emplace(s.error());
-          continue;
+    Status r;
+    try {
+      r = transact(TxKind::write, "write group", [&]() -> Status {
+        for (GroupWriter* w : group) {
+          w->inserted.reset();
+          w->finished.reset();
+          run_writer(*w);
         }
-        auto inserted = insert_all(w->jobs, std::nullopt);
-        if (!inserted) return std::move(inserted).error();
-        w->result.emplace(std::move(inserted));
-      }
-      return {};
-    });
+        return {};
+      });
+    } catch (const std::runtime_error& e) {
+      r = make_error(ErrorCode::internal, e.what());  // rolled back: each alone below
+    }
     if (r || r.error().code() == ErrorCode::unavailable) {
-      for (InsertWriter* w : group) {
-        if (!r) w->result.emplace(r.error());
-        w->finished = true;
+      for (GroupWriter* w : group) {
+        if (!r && w->next) w->finished.emplace(r.error());
+        if (!r && !w->next) w->inserted.emplace(r.error());
+        w->finished_run = true;
       }
       return;
     }
   }
-  for (InsertWriter* w : group) {
-    w->result.emplace(insert_alone(w->jobs));
-    w->finished = true;
+  for (GroupWriter* w : group) {
+    if (w->next) {
+      w->finished.emplace(finish_and_claim_alone(*w));
+    } else {
+      w->inserted.emplace(insert_alone(w->jobs));
+    }
+    w->finished_run = true;
   }
 }
 
@@ -1091,21 +1128,31 @@ Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> o
 }
 
 // Group commit: the outcomes, their effects and the next claim in one write
-// transaction (one fsync instead of two). A claim request that fails its
+// transaction (one fsync instead of two), shared with the writes of other
+// threads queued meanwhile (write group). A claim request that fails its
 // checks claims nothing and is claim_status; the outcomes still apply.
 Result<FinishAndClaim> SqliteStore::finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next) {
   Status claim_check = next.limit == 0 ? Status{} : check_claim(next);
-  const bool claiming = next.limit != 0 && claim_check;
-  FinishAndClaim empty;
-  if (!claim_check) empty.claim_status = claim_check;
-  if (outcomes.empty() && !claiming) return empty;
-  const std::string kinds_json = claiming ? kinds_json_of(next) : std::string();
+  GroupWriter w;
+  w.outcomes = outcomes;
+  w.next = &next;
+  w.claiming = next.limit != 0 && claim_check;
+  if (outcomes.empty() && !w.claiming) {
+    FinishAndClaim empty;
+    empty.claim_status = claim_check;
+    return empty;
+  }
+  if (w.claiming) w.kinds_json = kinds_json_of(next);
+  writers_.join(w, [this](std::span<GroupWriter* const> group) { run_group(group); });
+  Result<FinishAndClaim> r = std::move(*w.finished);
+  if (r && !claim_check) r->claim_status = claim_check;
+  return r;
+}
+
+Result<FinishAndClaim> SqliteStore::finish_and_claim_alone(GroupWriter& w) {
   return transact(TxKind::write, "finish_and_claim", [&]() -> Result<FinishAndClaim> {
-    FinishAndClaim out;
-    out.claim_status = claim_check;
-    out.finished = finish_all(outcomes);
-    if (claiming) out.claimed = claim_jobs(next, kinds_json);
-    return out;
+    run_writer(w);
+    return std::move(*w.finished);
   });
 }
 

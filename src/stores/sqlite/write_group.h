@@ -6,7 +6,7 @@
 // threads enqueuing one job each thus share commits instead of queueing for
 // one fsync apiece.
 //
-// A Writer is any type with `bool finished` (set by the leader's run
+// A Writer is any type with `bool finished_run` (set by the leader's run
 // function, on the leader's thread, once its write has its final result),
 // `bool done` and `std::condition_variable cv` (this class's), and
 // `std::size_t weight() const`. A writer the run function leaves unfinished
@@ -64,7 +64,7 @@ class WriteGroup {
     ~HandOver() {
       if (!lock.owns_lock()) lock.lock();
       std::erase_if(g.queue_, [&](Writer* x) {
-        if (x != &leader && !x->finished) return false;
+        if (x != &leader && !x->finished_run) return false;
         x->done = true;
         if (x != &leader) x->cv.notify_one();
         return true;
