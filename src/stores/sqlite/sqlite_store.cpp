@@ -161,6 +161,19 @@ std::int64_t us(TimePoint t) { return t.time_since_epoch().count(); }
 TimePoint tp(std::int64_t v) { return TimePoint(Duration(v)); }
 int state_int(JobState s) { return static_cast<int>(s); }
 
+// Scheduled jobs. A pending job whose run_at is still ahead is stored with
+// state kStoredScheduled, outside the claim index (jobs_claim holds state 0
+// only), so claims never step over them; a claim first promotes its queue's
+// due ones to 0 through jobs_scheduled (queue, run_at). Every reader sees
+// both as `pending`, exactly as before: the state is an index choice, not a
+// new JobState. A pending job is stored as 0 when due at the time of the
+// write, else 6.
+constexpr int kStoredScheduled = 6;
+int stored_state(JobState s, TimePoint run_at, TimePoint now) {
+  return s == JobState::pending && run_at > now ? kStoredScheduled : state_int(s);
+}
+JobState job_state(int stored) { return stored == kStoredScheduled ? JobState::pending : static_cast<JobState>(stored); }
+
 // The job columns in the order read_job expects.
 #define PORTER_JOB_COLUMNS                                                                               \
   "id, kind, args, queue, priority, state, run_at, attempt, max_attempts, owner, unique_key, "          \
@@ -183,7 +196,7 @@ JobRow read_job(const Query& q) {
   j.args = q.text(2);
   j.queue = q.text(3);
   j.priority = q.i32(4);
-  j.state = static_cast<JobState>(q.i32(5));
+  j.state = job_state(q.i32(5));
   j.run_at = tp(q.i64(6));
   j.attempt = q.i32(7);
   j.max_attempts = q.i32(8);
@@ -533,7 +546,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
   if (!q.step()) return std::nullopt;
   rules::JobHead h;
   h.id = id;
-  h.state = static_cast<JobState>(q.i32(0));
+  h.state = job_state(q.i32(0));
   h.run_at = tp(q.i64(1));
   if (!q.is_null(2)) h.started_at = tp(q.i64(2));
   if (!q.is_null(3)) h.finished_at = tp(q.i64(3));
@@ -555,7 +568,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
 JobState SqliteStore::current_state(JobId id) {
   auto q = db_->query("SELECT state FROM jobs WHERE id = ?");
   q.bind(0, id);
-  return q.step() ? static_cast<JobState>(q.i32(0)) : JobState::pending;
+  return q.step() ? job_state(q.i32(0)) : JobState::pending;
 }
 
 Error not_found(JobId id) { return make_error(ErrorCode::not_found, "no job " + std::to_string(id)); }
@@ -591,7 +604,7 @@ void SqliteStore::SqliteTx::write(const rules::JobHead& h) {
     q.bind(10, static_cast<std::int64_t>(run_.run_time.count())).bind(11, static_cast<std::int64_t>(run_.latency.count()));
     run_ = {};
   }
-  q.bind(0, h.id).bind(1, state_int(h.state)).bind(2, us(h.run_at)).bind(3, h.attempt).bind(4, h.max_attempts);
+  q.bind(0, h.id).bind(1, stored_state(h.state, h.run_at, store_.now_)).bind(2, us(h.run_at)).bind(3, h.attempt).bind(4, h.max_attempts);
   q.bind(5, h.cancel_requested).bind(6, h.callback_pending).bind(7, h.children_unfinished);
   q.bind(8, h.dependencies_unfinished);
   q.bind(9, h.finished_at ? std::optional<std::int64_t>(us(*h.finished_at)) : std::nullopt);
@@ -599,7 +612,7 @@ void SqliteStore::SqliteTx::write(const rules::JobHead& h) {
 }
 
 void SqliteStore::SqliteTx::unfinished_children(JobId id, std::vector<JobId>& out) {
-  auto q = store_.db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2) ORDER BY id");
+  auto q = store_.db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2, 6) ORDER BY id");
   q.bind(0, id);
   while (q.step()) out.push_back(q.i64(0));
 }
@@ -712,7 +725,7 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
     const char* sql = nullptr;
     switch (job.unique_scope) {
       case UniqueScope::active:
-        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND state IN (0, 1, 2) ORDER BY id DESC LIMIT 1";
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND state IN (0, 1, 2, 6) ORDER BY id DESC LIMIT 1";
         break;
       case UniqueScope::period:
         sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND created_at > ?3 ORDER BY id DESC LIMIT 1";
@@ -775,7 +788,7 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
 // get consecutive ids in VALUES order (AUTOINCREMENT under the write lock),
 // so the last rowid gives every id.
 constexpr std::size_t kPlainInsertRows[] = {128, 16, 4, 1};
-constexpr int kPlainRowParams = 9;   // kind, args, queue, priority, run_at, max_attempts, owner, description, on_failure
+constexpr int kPlainRowParams = 10;  // kind, args, queue, priority, run_at, max_attempts, owner, description, on_failure, state
 constexpr int kPlainSharedParams = 2;  // ?1 created_at, ?2 parent_id: the same for every row
 
 const char* SqliteStore::plain_insert_sql(std::size_t rows) {
@@ -796,7 +809,7 @@ const char* SqliteStore::plain_insert_sql(std::size_t rows) {
         sql += std::to_string(p);
         sql += ',';
       }
-      sql += "0,?1,?2)";
+      sql += "?1,?2)";
     }
   }
   return sql.c_str();
@@ -816,9 +829,11 @@ void SqliteStore::insert_plain(std::span<const NewJob> jobs, std::optional<JobId
         const NewJob& job = jobs[done + r];
         const int p = kPlainSharedParams + static_cast<int>(r) * kPlainRowParams;
         q.bind(p, job.kind).bind(p + 1, job.args).bind(p + 2, job.queue).bind(p + 3, job.priority);
-        q.bind(p + 4, us(resolve_run_at(job, now_)));
+        const TimePoint run_at = resolve_run_at(job, now_);
+        q.bind(p + 4, us(run_at));
         q.bind(p + 5, job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts);
         q.bind(p + 6, job.owner).bind(p + 7, job.description).bind(p + 8, static_cast<int>(job.on_failure));
+        q.bind(p + 9, stored_state(JobState::pending, run_at, now_));
       }
       q.run();
       JobId first = db_->last_insert_rowid() - static_cast<JobId>(rows) + 1;
@@ -989,6 +1004,13 @@ std::vector<Job> SqliteStore::claim_jobs(const ClaimRequest& request, const std:
     auto q = db_->query("SELECT paused FROM queues WHERE name = ?");
     q.bind(0, request.queue);
     if (q.step() && q.flag(0)) return out;
+  }
+  {
+    // The queue's scheduled jobs that are due now join the claim index
+    // (one seek in jobs_scheduled when none is due).
+    auto q = db_->query("UPDATE jobs INDEXED BY jobs_scheduled SET state = 0 WHERE state = 6 AND queue = ?1 AND run_at <= ?2");
+    q.bind(0, request.queue).bind(1, us(now_));
+    q.run();
   }
   std::vector<JobRow> rows;
   {
@@ -1236,11 +1258,16 @@ Result<std::vector<JobId>> SqliteStore::rescue_expired() {
 
 Result<std::optional<TimePoint>> SqliteStore::next_run_at(std::string_view queue) {
   return read("next_run_at", [&](Db& db, TimePoint) -> Result<std::optional<TimePoint>> {
-    // One seek in jobs_next_run (queue, run_at) WHERE state = 0.
-    auto q = db.query("SELECT run_at FROM jobs WHERE state = 0 AND queue = ? ORDER BY run_at LIMIT 1");
-    q.bind(0, queue);
-    if (q.step() && !q.is_null(0)) return std::optional<TimePoint>(tp(q.i64(0)));
-    return std::optional<TimePoint>();
+    // One seek in jobs_next_run (queue, run_at) WHERE state = 0 and one in
+    // jobs_scheduled (queue, run_at) WHERE state = 6.
+    std::optional<TimePoint> first;
+    for (const char* sql : {"SELECT run_at FROM jobs WHERE state = 0 AND queue = ? ORDER BY run_at LIMIT 1",
+                            "SELECT run_at FROM jobs WHERE state = 6 AND queue = ? ORDER BY run_at LIMIT 1"}) {
+      auto q = db.query(sql);
+      q.bind(0, queue);
+      if (q.step() && !q.is_null(0) && (!first || tp(q.i64(0)) < *first)) first = tp(q.i64(0));
+    }
+    return first;
   });
 }
 
@@ -1325,7 +1352,7 @@ Result<std::int64_t> SqliteStore::prune(const PruneRequest& request) {
       auto q = db_->query(
           "SELECT j.id FROM jobs j INDEXED BY jobs_finished WHERE j.finished_at < ?1 AND ((1 << j.state) & ?2) <> 0 "
           "AND j.state IN (3, 4, 5) AND NOT EXISTS "
-          "(SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.state IN (0, 1, 2)) ORDER BY j.finished_at LIMIT ?3");
+          "(SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.state IN (0, 1, 2, 6)) ORDER BY j.finished_at LIMIT ?3");
       q.bind(0, us(request.finished_before)).bind(1, states).bind(2, request.limit);
       while (q.step()) ids.push_back(q.i64(0));
     }
@@ -1411,6 +1438,7 @@ Result<JobPage> SqliteStore::list(const JobFilter& filter, std::optional<JobId> 
     sql += " AND state IN (";
     for (std::size_t i = 0; i < filter.states.size(); ++i) {
       sql += (i ? ", " : "") + param(static_cast<std::int64_t>(filter.states[i]));
+      if (filter.states[i] == JobState::pending) sql += ", " + param(static_cast<std::int64_t>(kStoredScheduled));
     }
     sql += ")";
   }
@@ -1505,10 +1533,16 @@ Result<Stats> SqliteStore::stats(Duration window) {
     for (auto& [name, qi] : queues) {
       qi.name = name;
       if (qi.pending > 0) {
-        // Scheduled: an index range of jobs_next_run (queue, run_at) WHERE state = 0.
-        auto q = db.query("SELECT count(*) FROM jobs INDEXED BY jobs_next_run WHERE state = 0 AND queue = ? AND run_at > ?");
-        q.bind(0, name).bind(1, us(now));
-        if (q.step()) qi.scheduled = q.i64(0);
+        // Scheduled: index ranges of jobs_scheduled (stored scheduled, the
+        // many) and jobs_next_run (stored due when written, now ahead only
+        // if the clock went back).
+        for (const char* sql :
+             {"SELECT count(*) FROM jobs INDEXED BY jobs_scheduled WHERE state = 6 AND queue = ? AND run_at > ?",
+              "SELECT count(*) FROM jobs INDEXED BY jobs_next_run WHERE state = 0 AND queue = ? AND run_at > ?"}) {
+          auto q = db.query(sql);
+          q.bind(0, name).bind(1, us(now));
+          if (q.step()) qi.scheduled += q.i64(0);
+        }
         qi.pending -= qi.scheduled;
       }
       // Listed: every queue that has jobs or is paused.
