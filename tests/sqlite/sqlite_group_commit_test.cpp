@@ -270,3 +270,37 @@ TEST_CASE("sqlite concurrent finish_and_claim calls share commits and lease each
   REQUIRE(st.has_value());
   CHECK(st->queues[0].completed == kJobs);
 }
+
+// Plain claim and finish calls on several threads (an engine's claimer and
+// completer) go through the same write group.
+TEST_CASE("sqlite concurrent claim and finish calls share commits", "[sqlite][group]") {
+  TempFile f;
+  auto store = open_store(f.path, nullptr, Durability::power_loss);
+  constexpr int kThreads = 6, kJobs = 90;  // few enough that no checkpoint restarts the WAL
+  std::vector<NewJob> jobs(kJobs, job());
+  REQUIRE(store->insert(jobs).has_value());
+  int before = wal_commits(f.path);
+  std::atomic<int> calls{0}, done{0};
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (;;) {
+          auto got = store->claim(ClaimRequest{"default", "w" + std::to_string(t), 2, 30s});
+          ++calls;
+          if (!got || got->empty()) return;
+          std::vector<Outcome> outs;
+          for (const Job& j : *got) outs.push_back(completed(j));
+          auto r = store->finish(outs);
+          ++calls;
+          if (!r) return;
+          for (const auto& fr : *r) done += fr.status ? 1 : 0;
+        }
+      });
+    }
+  }
+  int commits = wal_commits(f.path) - before;
+  INFO(commits << " commits for " << calls.load() << " calls");
+  CHECK(commits < calls.load());
+  CHECK(done == kJobs);
+}

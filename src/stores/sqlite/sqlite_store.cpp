@@ -238,6 +238,7 @@ struct GroupWriter {
   bool claiming = false;
   std::string kinds_json;
   std::optional<Result<FinishAndClaim>> finished;
+  const char* what = "insert";  // the operation, for error messages
 
   bool finished_run = false;  // `finished` in write_group.h: the result is final (the leader's thread)
   bool done = false;          // the group's mutex guards it
@@ -360,6 +361,7 @@ class SqliteStore final : public Store {
   void run_group(std::span<GroupWriter* const> group);
   void run_writer(GroupWriter& w);  // inside a write transaction
   Result<FinishAndClaim> finish_and_claim_alone(GroupWriter& w);
+  Result<FinishAndClaim> finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next, const char* what);
   void insert_plain(std::span<const NewJob> jobs, std::optional<JobId> parent, std::vector<InsertResult>& out);
   const char* plain_insert_sql(std::size_t rows);
   std::optional<rules::JobHead> head(JobId id);
@@ -1044,10 +1046,13 @@ std::vector<Job> SqliteStore::claim_jobs(const ClaimRequest& request, const std:
   return out;
 }
 
+// Through the write group: a claimer and a completer on different threads
+// (or several workers) share commits.
 Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
   if (auto s = check_claim(request); !s) return s.error();
-  const std::string kinds_json = kinds_json_of(request);
-  return transact(TxKind::write, "claim", [&]() -> Result<std::vector<Job>> { return claim_jobs(request, kinds_json); });
+  auto r = finish_and_claim({}, request, "claim");
+  if (!r) return std::move(r).error();
+  return std::move(r->claimed);
 }
 
 Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef> leases, Duration extend_by) {
@@ -1146,7 +1151,12 @@ std::vector<FinishResult> SqliteStore::finish_all(std::span<const Outcome> outco
 }
 
 Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> outcomes) {
-  return transact(TxKind::write, "finish", [&]() -> Result<std::vector<FinishResult>> { return finish_all(outcomes); });
+  if (outcomes.empty()) return std::vector<FinishResult>{};
+  ClaimRequest none;
+  none.limit = 0;
+  auto r = finish_and_claim(outcomes, none, "finish");
+  if (!r) return std::move(r).error();
+  return std::move(r->finished);
 }
 
 // Group commit: the outcomes, their effects and the next claim in one write
@@ -1154,8 +1164,14 @@ Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> o
 // threads queued meanwhile (write group). A claim request that fails its
 // checks claims nothing and is claim_status; the outcomes still apply.
 Result<FinishAndClaim> SqliteStore::finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next) {
+  return finish_and_claim(outcomes, next, "finish_and_claim");
+}
+
+Result<FinishAndClaim> SqliteStore::finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next,
+                                                     const char* what) {
   Status claim_check = next.limit == 0 ? Status{} : check_claim(next);
   GroupWriter w;
+  w.what = what;
   w.outcomes = outcomes;
   w.next = &next;
   w.claiming = next.limit != 0 && claim_check;
@@ -1172,7 +1188,7 @@ Result<FinishAndClaim> SqliteStore::finish_and_claim(std::span<const Outcome> ou
 }
 
 Result<FinishAndClaim> SqliteStore::finish_and_claim_alone(GroupWriter& w) {
-  return transact(TxKind::write, "finish_and_claim", [&]() -> Result<FinishAndClaim> {
+  return transact(TxKind::write, w.what, [&]() -> Result<FinishAndClaim> {
     run_writer(w);
     return std::move(*w.finished);
   });
