@@ -192,7 +192,14 @@ UPDATE porter_meta SET value = '4' WHERE key = 'schema_version';
 PRAGMA user_version = 4;
 )sql";
 
-// Version 5: claims flat behind scheduled jobs. A pending job whose run_at
+// v5: when a job with dependencies runs (DependencyMode; 0: all_completed).
+constexpr const char* kMigrateV4ToV5 = R"sql(
+ALTER TABLE jobs ADD COLUMN dependency_mode INTEGER NOT NULL DEFAULT 0;
+UPDATE porter_meta SET value = '5' WHERE key = 'schema_version';
+PRAGMA user_version = 5;
+)sql";
+
+// Version 6: claims flat behind scheduled jobs. A pending job whose run_at
 // is ahead is stored with state 6 ("scheduled", see sqlite_store.cpp), so
 // the claim index (jobs_claim, state 0) holds due jobs only and a claim
 // never steps over thousands of future ones of a better priority; a claim
@@ -201,7 +208,7 @@ PRAGMA user_version = 4;
 // trigger. Existing pending jobs ahead of the wall clock move to 6 (any
 // split is correct: readers look at run_at, claims promote what is due);
 // the counts are rebuilt from the rows.
-constexpr const char* kMigrateV4ToV5 = R"sql(
+constexpr const char* kMigrateV5ToV6 = R"sql(
 CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs(queue, run_at) WHERE state = 6;
 DROP TRIGGER IF EXISTS jobs_count_insert;
 DROP TRIGGER IF EXISTS jobs_count_delete;
@@ -229,8 +236,8 @@ UPDATE jobs SET state = 6
 DELETE FROM job_counts;
 INSERT INTO job_counts(queue, kind, state, n)
   SELECT queue, kind, CASE WHEN state IN (1, 6) THEN 0 ELSE state END, count(*) FROM jobs GROUP BY 1, 2, 3;
-UPDATE porter_meta SET value = '5' WHERE key = 'schema_version';
-PRAGMA user_version = 5;
+UPDATE porter_meta SET value = '6' WHERE key = 'schema_version';
+PRAGMA user_version = 6;
 )sql";
 
 static_assert(kPorterApplicationId == 1347375700, "kSchemaV1 spells the application id in decimal");
@@ -296,7 +303,8 @@ Status migrate(Db& db) {
   if (version < 3) db.exec(kMigrateV2ToV3);
   if (version < 4) db.exec(kMigrateV3ToV4);
   if (version < 5) db.exec(kMigrateV4ToV5);
-  // Future versions: `if (version < 5) db.exec(kMigrateV4ToV5);` and so on, each bumping user_version.
+  if (version < 6) db.exec(kMigrateV5ToV6);
+  // Future versions: `if (version < 7) db.exec(kMigrateV6ToV7);` and so on, each bumping user_version.
   return {};
 }
 
