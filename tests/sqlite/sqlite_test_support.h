@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -82,5 +83,26 @@ struct WriteLockHolder {
   WriteLockHolder(const WriteLockHolder&) = delete;
   WriteLockHolder& operator=(const WriteLockHolder&) = delete;
 };
+
+// Commits in the database's WAL (frames of the current WAL generation that
+// end a transaction): how many write transactions this process's store made
+// since the WAL last restarted (no checkpoint restarts a small test's WAL).
+inline int wal_commits(const std::string& db_path) {
+  std::string wal = read_bytes(db_path + "-wal");
+  if (wal.size() < 32) return 0;
+  auto be32 = [&](std::size_t o) {
+    return (std::uint32_t{static_cast<unsigned char>(wal[o])} << 24) |
+           (std::uint32_t{static_cast<unsigned char>(wal[o + 1])} << 16) |
+           (std::uint32_t{static_cast<unsigned char>(wal[o + 2])} << 8) | static_cast<unsigned char>(wal[o + 3]);
+  };
+  const std::size_t page = be32(8);
+  const std::uint32_t salt1 = be32(16), salt2 = be32(20);
+  int commits = 0;
+  for (std::size_t at = 32; at + 24 + page <= wal.size(); at += 24 + page) {
+    if (be32(at + 8) != salt1 || be32(at + 12) != salt2) break;  // an older generation's frames
+    if (be32(at + 4) != 0) ++commits;
+  }
+  return commits;
+}
 
 }  // namespace porter::test

@@ -13,6 +13,9 @@
 //     The same job, run by a real porter::Engine (2 workers, heartbeats,
 //     reaper, prefetch): what an application's worker process is.
 //     <stale_log> stays empty: the engine drops rejected finishes itself.
+//   porter_sqlite_worker insert <db> <n>
+//     Inserts <n> jobs one at a time (a commit each) and exits: another
+//     process's commits, for the wake-up tests.
 //
 // The first two are plain claim/finish/rescue loops over the Store API (what
 // the Engine does, minus the threads), so the tests exercise the store's
@@ -172,6 +175,18 @@ int engine_mode(char** argv) {
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));  // until the test kills this process
 }
 
+int insert_mode(char** argv) {
+  auto store = open_store(argv[2]);
+  for (int i = 0, n = std::atoi(argv[3]); i < n; ++i) {
+    porter::NewJob job{.kind = "from-elsewhere"};
+    if (auto r = store->insert(std::span<const porter::NewJob>(&job, 1)); !r) {
+      std::fprintf(stderr, "insert: %s\n", r.error().to_string().c_str());
+      return 4;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -179,7 +194,8 @@ int main(int argc, char** argv) {
   if (mode == "claim" && argc == 6) return claim_mode(argv);
   if (mode == "run" && argc == 8) return run_mode(argv);
   if (mode == "engine" && argc == 8) return engine_mode(argv);
-  std::fprintf(stderr, "usage: %s claim <db> <queue> <out> <lease_ms> | run|engine <db> <queue> <log> <stale_log> <lease_ms> <reaper_ms>\n",
+  if (mode == "insert" && argc == 4) return insert_mode(argv);
+  std::fprintf(stderr, "usage: %s claim <db> <queue> <out> <lease_ms> | run|engine <db> <queue> <log> <stale_log> <lease_ms> <reaper_ms> | insert <db> <n>\n",
                argv[0]);
   return 1;
 }

@@ -199,6 +199,47 @@ UPDATE porter_meta SET value = '5' WHERE key = 'schema_version';
 PRAGMA user_version = 5;
 )sql";
 
+// Version 6: claims flat behind scheduled jobs. A pending job whose run_at
+// is ahead is stored with state 6 ("scheduled", see sqlite_store.cpp), so
+// the claim index (jobs_claim, state 0) holds due jobs only and a claim
+// never steps over thousands of future ones of a better priority; a claim
+// first moves its queue's due ones to 0 through jobs_scheduled. job_counts
+// counts 6 with 0 (both are pending to readers), so that move fires no
+// trigger. Existing pending jobs ahead of the wall clock move to 6 (any
+// split is correct: readers look at run_at, claims promote what is due);
+// the counts are rebuilt from the rows.
+constexpr const char* kMigrateV5ToV6 = R"sql(
+CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs(queue, run_at) WHERE state = 6;
+DROP TRIGGER IF EXISTS jobs_count_insert;
+DROP TRIGGER IF EXISTS jobs_count_delete;
+DROP TRIGGER IF EXISTS jobs_count_update;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+  INSERT INTO job_counts(queue, kind, state, n)
+    VALUES (new.queue, new.kind, CASE WHEN new.state IN (1, 6) THEN 0 ELSE new.state END, 1)
+    ON CONFLICT(queue, kind, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+  UPDATE job_counts SET n = n - 1
+  WHERE queue = old.queue AND kind = old.kind AND state = CASE WHEN old.state IN (1, 6) THEN 0 ELSE old.state END;
+END;
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue, kind ON jobs
+WHEN (CASE WHEN old.state IN (1, 6) THEN 0 ELSE old.state END) <> (CASE WHEN new.state IN (1, 6) THEN 0 ELSE new.state END)
+  OR old.queue <> new.queue OR old.kind <> new.kind BEGIN
+  UPDATE job_counts SET n = n - 1
+  WHERE queue = old.queue AND kind = old.kind AND state = CASE WHEN old.state IN (1, 6) THEN 0 ELSE old.state END;
+  INSERT INTO job_counts(queue, kind, state, n)
+    VALUES (new.queue, new.kind, CASE WHEN new.state IN (1, 6) THEN 0 ELSE new.state END, 1)
+    ON CONFLICT(queue, kind, state) DO UPDATE SET n = n + 1;
+END;
+UPDATE jobs SET state = 6
+  WHERE state = 0 AND run_at > CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER);
+DELETE FROM job_counts;
+INSERT INTO job_counts(queue, kind, state, n)
+  SELECT queue, kind, CASE WHEN state IN (1, 6) THEN 0 ELSE state END, count(*) FROM jobs GROUP BY 1, 2, 3;
+UPDATE porter_meta SET value = '6' WHERE key = 'schema_version';
+PRAGMA user_version = 6;
+)sql";
+
 static_assert(kPorterApplicationId == 1347375700, "kSchemaV1 spells the application id in decimal");
 
 std::int64_t pragma_int(Db& db, const char* sql) {
@@ -262,7 +303,8 @@ Status migrate(Db& db) {
   if (version < 3) db.exec(kMigrateV2ToV3);
   if (version < 4) db.exec(kMigrateV3ToV4);
   if (version < 5) db.exec(kMigrateV4ToV5);
-  // Future versions: `if (version < 6) db.exec(kMigrateV5ToV6);` and so on, each bumping user_version.
+  if (version < 6) db.exec(kMigrateV5ToV6);
+  // Future versions: `if (version < 7) db.exec(kMigrateV6ToV7);` and so on, each bumping user_version.
   return {};
 }
 

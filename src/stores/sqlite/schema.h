@@ -11,11 +11,12 @@
 
 namespace porter::detail {
 
-inline constexpr int kSqliteSchemaVersion = 5;
+inline constexpr int kSqliteSchemaVersion = 6;
 inline constexpr std::int32_t kPorterApplicationId = 0x504f5254;  // "PORT"
 
 // Job states and enums as stored (small ints; values are part of the file format).
-//   state: 0 pending, 1 running, 2 waiting, 3 completed, 4 failed, 5 cancelled (JobState order)
+//   state: 0 pending, 1 running, 2 waiting, 3 completed, 4 failed, 5 cancelled (JobState order),
+//          6 pending with run_at ahead when written ("scheduled"; read as pending, see sqlite_store.cpp)
 
 // Checks that the open database is empty or Porter's (and not newer), then
 // creates or migrates the schema inside one write transaction. Must run

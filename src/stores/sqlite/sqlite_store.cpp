@@ -35,6 +35,13 @@
 // snapshot, as with any WAL database); journal_size_limit truncates the file
 // back to kBackstopPages pages after the WAL restarts.
 //
+// Other processes. A commit by another process is noticed without polling:
+// once a listener is registered, a WalWatcher (wal_watcher.h) wakes on
+// writes to the -wal file and the store compares PRAGMA data_version on its
+// write connection (which changes only for other connections' commits), at
+// once if the connection is free, else at the end of the transaction using
+// it; a change is delivered as StoreEvent::changed_elsewhere.
+//
 // Time comes from the injected clock, stored as int64 microseconds since the
 // Unix epoch.
 //
@@ -45,6 +52,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <tuple>
@@ -64,6 +72,8 @@
 #include "stores/sqlite/db.h"
 #include "stores/maintenance_checks.h"
 #include "stores/sqlite/schema.h"
+#include "stores/sqlite/wal_watcher.h"
+#include "stores/sqlite/write_group.h"
 
 namespace porter {
 
@@ -74,6 +84,7 @@ using detail::Query;
 using detail::SqliteError;
 
 constexpr int kBusyRetries = 3;
+constexpr std::size_t kMaxGroupWeight = 1000;  // jobs (inserted, finished, claimed) one leader gathers into one commit
 constexpr int kCheckpointPages = 1000;   // wake the checkpointer (SQLite's default auto-checkpoint size)
 constexpr int kBackstopPages = 16384;    // SQLite's auto-checkpoint, on the committing call: 64 MiB of 4 KiB pages
 constexpr int kOpenFlags =
@@ -150,6 +161,19 @@ std::int64_t us(TimePoint t) { return t.time_since_epoch().count(); }
 TimePoint tp(std::int64_t v) { return TimePoint(Duration(v)); }
 int state_int(JobState s) { return static_cast<int>(s); }
 
+// Scheduled jobs. A pending job whose run_at is still ahead is stored with
+// state kStoredScheduled, outside the claim index (jobs_claim holds state 0
+// only), so claims never step over them; a claim first promotes its queue's
+// due ones to 0 through jobs_scheduled (queue, run_at). Every reader sees
+// both as `pending`, exactly as before: the state is an index choice, not a
+// new JobState. A pending job is stored as 0 when due at the time of the
+// write, else 6.
+constexpr int kStoredScheduled = 6;
+int stored_state(JobState s, TimePoint run_at, TimePoint now) {
+  return s == JobState::pending && run_at > now ? kStoredScheduled : state_int(s);
+}
+JobState job_state(int stored) { return stored == kStoredScheduled ? JobState::pending : static_cast<JobState>(stored); }
+
 // The job columns in the order read_job expects.
 #define PORTER_JOB_COLUMNS                                                                               \
   "id, kind, args, queue, priority, state, run_at, attempt, max_attempts, owner, unique_key, "          \
@@ -172,7 +196,7 @@ JobRow read_job(const Query& q) {
   j.args = q.text(2);
   j.queue = q.text(3);
   j.priority = q.i32(4);
-  j.state = static_cast<JobState>(q.i32(5));
+  j.state = job_state(q.i32(5));
   j.run_at = tp(q.i64(6));
   j.attempt = q.i32(7);
   j.max_attempts = q.i32(8);
@@ -203,6 +227,28 @@ JobRow read_job(const Query& q) {
   return r;
 }
 
+// One insert() or finish_and_claim() call in the write group
+// (write_group.h): callers on different threads share one commit.
+struct GroupWriter {
+  // insert
+  std::span<const NewJob> jobs;
+  std::optional<Result<std::vector<InsertResult>>> inserted;
+  // finish_and_claim (`next` checked; null: an insert)
+  std::span<const Outcome> outcomes;
+  const ClaimRequest* next = nullptr;
+  bool claiming = false;
+  std::string kinds_json;
+  std::optional<Result<FinishAndClaim>> finished;
+  const char* what = "insert";  // the operation, for error messages
+
+  bool finished_run = false;  // `finished` in write_group.h: the result is final (the leader's thread)
+  bool done = false;          // the group's mutex guards it
+  std::condition_variable cv;
+  std::size_t weight() const {
+    return next ? outcomes.size() + (claiming ? static_cast<std::size_t>(next->limit) : 0) : jobs.size();
+  }
+};
+
 // An event recorded inside a transaction, delivered after commit.
 struct PendingEvent {
   StoreEvent::Type type;
@@ -223,6 +269,7 @@ class SqliteStore final : public Store {
     }
   }
   ~SqliteStore() override {
+    watcher_.reset();  // its thread calls into this store: stopped first
     if (checkpointer_) sqlite3_wal_hook(db_->handle(), nullptr, nullptr);
   }
 
@@ -232,6 +279,7 @@ class SqliteStore final : public Store {
   Result<std::vector<Job>> claim(const ClaimRequest& request) override;
   Result<std::vector<LeaseStatus>> heartbeat(std::span<const LeaseRef> leases, Duration extend_by) override;
   Result<std::vector<FinishResult>> finish(std::span<const Outcome> outcomes) override;
+  Result<FinishAndClaim> finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next) override;
   Result<std::vector<InsertResult>> spawn(const LeaseRef& parent, std::span<const NewJob> children) override;
   Status report_progress(const LeaseRef& lease, const Progress& progress) override;
   Status add_item_errors(const LeaseRef& lease, std::span<const ItemError> errors) override;
@@ -256,7 +304,10 @@ class SqliteStore final : public Store {
   enum class TxKind { read, write };
 
   // Inside a write transaction.
-  LeaseStatus extend_lease(const LeaseRef& lease, Duration extend_by);
+  LeaseStatus extend_lease(const LeaseRef& lease, Duration extend_by, const RunReport* report = nullptr);
+  std::vector<FinishResult> finish_all(std::span<const Outcome> outcomes);
+  bool complete_alone(const Outcome& o);
+  std::vector<Job> claim_jobs(const ClaimRequest& request, const std::string& kinds_json);
   void store_progress(JobId id, const Progress& progress);
   void store_item_errors(JobId id, std::span<const ItemError> errors);
   void apply_report(JobId id, const RunReport& report);
@@ -307,6 +358,11 @@ class SqliteStore final : public Store {
   // --- helpers run inside a transaction (mu_ held) ---
   Result<InsertResult> insert_one(const NewJob& job, std::optional<JobId> parent);
   Result<std::vector<InsertResult>> insert_all(std::span<const NewJob> jobs, std::optional<JobId> parent);
+  Result<std::vector<InsertResult>> insert_alone(std::span<const NewJob> jobs);
+  void run_group(std::span<GroupWriter* const> group);
+  void run_writer(GroupWriter& w);  // inside a write transaction
+  Result<FinishAndClaim> finish_and_claim_alone(GroupWriter& w);
+  Result<FinishAndClaim> finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next, const char* what);
   void insert_plain(std::span<const NewJob> jobs, std::optional<JobId> parent, std::vector<InsertResult>& out);
   const char* plain_insert_sql(std::size_t rows);
   std::optional<rules::JobHead> head(JobId id);
@@ -320,6 +376,9 @@ class SqliteStore final : public Store {
   }
 
   void deliver(std::vector<PendingEvent>& events);
+  // Other processes' commits (see the top of the file).
+  bool wal_written(bool again);
+  bool others_committed();  // mu_ held, outside a transaction
 
   std::mutex mu_;                    // guards db_, now_ and events_ (every statement and transaction)
   std::unique_ptr<Db> db_;
@@ -335,9 +394,17 @@ class SqliteStore final : public Store {
   std::vector<std::string> plain_insert_sql_;
   std::shared_ptr<Clock> clock_;
   std::string path_;
+  detail::WriteGroup<GroupWriter> writers_{kMaxGroupWeight};  // concurrent inserts and finish_and_claims share commits
   std::unique_ptr<Checkpointer> checkpointer_;  // null when the database is not in WAL mode (memory)
 
   detail::CallbackSet<StoreEvent> listeners_;  // its own lock, never held with mu_
+
+  // A -wal write may be another process's commit: check data_version at the
+  // next chance (the watcher's if mu_ is free, else the transaction's end).
+  std::atomic<bool> elsewhere_check_{false};
+  std::int64_t data_version_ = 0;  // guarded by mu_: the write connection's, as last seen
+  std::mutex watch_mu_;            // guards watcher_ (taken before mu_, never while holding it)
+  std::unique_ptr<detail::WalWatcher> watcher_;  // from the first listener on; last, so stopped first
 };
 
 // Several jobs of one queue made available in one transaction: one wake-up is enough.
@@ -377,6 +444,9 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
       coalesce_available(events_);
       tx.commit();
       delivered.swap(events_);
+      if (elsewhere_check_.load(std::memory_order_relaxed) && elsewhere_check_.exchange(false) && others_committed()) {
+        delivered.push_back({StoreEvent::Type::changed_elsewhere, {}, 0});
+      }
       lock.unlock();
       deliver(delivered);
       return result;
@@ -415,9 +485,58 @@ void SqliteStore::deliver(std::vector<PendingEvent>& events) {
   listeners_.notify(events, [](const PendingEvent& e) { return StoreEvent{e.type, e.queue, e.job, e.state, e.token}; });
 }
 
-std::uint64_t SqliteStore::add_listener(Listener listener) { return listeners_.add(std::move(listener)); }
+std::uint64_t SqliteStore::add_listener(Listener listener) {
+  std::uint64_t id = listeners_.add(std::move(listener));
+  if (!checkpointer_) return id;  // not WAL (memory): nobody else writes to it
+  std::lock_guard lock(watch_mu_);
+  if (watcher_) {
+    watcher_->poke();
+  } else {
+    {
+      std::lock_guard write_lock(mu_);
+      others_committed();  // the baseline
+    }
+    watcher_ = std::make_unique<detail::WalWatcher>(
+        path_ + "-wal", [this](bool again) { return wal_written(again); }, [this] { return !listeners_.empty(); });
+  }
+  return id;
+}
 
-void SqliteStore::remove_listener(std::uint64_t id) { listeners_.remove(id); }
+void SqliteStore::remove_listener(std::uint64_t id) {
+  listeners_.remove(id);
+  std::lock_guard lock(watch_mu_);
+  if (watcher_) watcher_->poke();
+}
+
+// Whether another connection committed since the last call (and a
+// conservative yes when SQLite cannot tell: a spurious wake-up is harmless).
+bool SqliteStore::others_committed() {
+  try {
+    auto q = db_->query("PRAGMA data_version");
+    std::int64_t v = q.step() ? q.i64(0) : 0;
+    bool changed = v != data_version_;
+    data_version_ = v;
+    return changed;
+  } catch (const SqliteError&) {
+    return true;
+  }
+}
+
+// On the watcher's thread; never waits for mu_. True: ask again soon.
+bool SqliteStore::wal_written(bool again) {
+  if (!again) {
+    elsewhere_check_.store(true);
+  } else if (!elsewhere_check_.load()) {
+    return false;  // a transaction's end checked meanwhile
+  }
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return true;  // the running transaction checks at its end, or we do again
+  if (!elsewhere_check_.exchange(false) || !others_committed()) return false;
+  lock.unlock();
+  std::vector<PendingEvent> events{{StoreEvent::Type::changed_elsewhere, {}, 0}};
+  deliver(events);
+  return false;
+}
 
 // --- helpers -----------------------------------------------------------------
 
@@ -430,7 +549,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
   if (!q.step()) return std::nullopt;
   rules::JobHead h;
   h.id = id;
-  h.state = static_cast<JobState>(q.i32(0));
+  h.state = job_state(q.i32(0));
   h.run_at = tp(q.i64(1));
   if (!q.is_null(2)) h.started_at = tp(q.i64(2));
   if (!q.is_null(3)) h.finished_at = tp(q.i64(3));
@@ -453,7 +572,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
 JobState SqliteStore::current_state(JobId id) {
   auto q = db_->query("SELECT state FROM jobs WHERE id = ?");
   q.bind(0, id);
-  return q.step() ? static_cast<JobState>(q.i32(0)) : JobState::pending;
+  return q.step() ? job_state(q.i32(0)) : JobState::pending;
 }
 
 Error not_found(JobId id) { return make_error(ErrorCode::not_found, "no job " + std::to_string(id)); }
@@ -489,7 +608,7 @@ void SqliteStore::SqliteTx::write(const rules::JobHead& h) {
     q.bind(10, static_cast<std::int64_t>(run_.run_time.count())).bind(11, static_cast<std::int64_t>(run_.latency.count()));
     run_ = {};
   }
-  q.bind(0, h.id).bind(1, state_int(h.state)).bind(2, us(h.run_at)).bind(3, h.attempt).bind(4, h.max_attempts);
+  q.bind(0, h.id).bind(1, stored_state(h.state, h.run_at, store_.now_)).bind(2, us(h.run_at)).bind(3, h.attempt).bind(4, h.max_attempts);
   q.bind(5, h.cancel_requested).bind(6, h.callback_pending).bind(7, h.children_unfinished);
   q.bind(8, h.dependencies_unfinished);
   q.bind(9, h.finished_at ? std::optional<std::int64_t>(us(*h.finished_at)) : std::nullopt);
@@ -497,7 +616,7 @@ void SqliteStore::SqliteTx::write(const rules::JobHead& h) {
 }
 
 void SqliteStore::SqliteTx::unfinished_children(JobId id, std::vector<JobId>& out) {
-  auto q = store_.db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2) ORDER BY id");
+  auto q = store_.db_->query("SELECT id FROM jobs WHERE parent_id = ? AND state IN (0, 1, 2, 6) ORDER BY id");
   q.bind(0, id);
   while (q.step()) out.push_back(q.i64(0));
 }
@@ -610,7 +729,7 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
     const char* sql = nullptr;
     switch (job.unique_scope) {
       case UniqueScope::active:
-        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND state IN (0, 1, 2) ORDER BY id DESC LIMIT 1";
+        sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND state IN (0, 1, 2, 6) ORDER BY id DESC LIMIT 1";
         break;
       case UniqueScope::period:
         sql = "SELECT id FROM jobs WHERE kind = ?1 AND unique_key = ?2 AND created_at > ?3 ORDER BY id DESC LIMIT 1";
@@ -674,7 +793,7 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
 // get consecutive ids in VALUES order (AUTOINCREMENT under the write lock),
 // so the last rowid gives every id.
 constexpr std::size_t kPlainInsertRows[] = {128, 16, 4, 1};
-constexpr int kPlainRowParams = 9;   // kind, args, queue, priority, run_at, max_attempts, owner, description, on_failure
+constexpr int kPlainRowParams = 10;  // kind, args, queue, priority, run_at, max_attempts, owner, description, on_failure, state
 constexpr int kPlainSharedParams = 2;  // ?1 created_at, ?2 parent_id: the same for every row
 
 const char* SqliteStore::plain_insert_sql(std::size_t rows) {
@@ -695,7 +814,7 @@ const char* SqliteStore::plain_insert_sql(std::size_t rows) {
         sql += std::to_string(p);
         sql += ',';
       }
-      sql += "0,?1,?2)";
+      sql += "?1,?2)";
     }
   }
   return sql.c_str();
@@ -715,9 +834,11 @@ void SqliteStore::insert_plain(std::span<const NewJob> jobs, std::optional<JobId
         const NewJob& job = jobs[done + r];
         const int p = kPlainSharedParams + static_cast<int>(r) * kPlainRowParams;
         q.bind(p, job.kind).bind(p + 1, job.args).bind(p + 2, job.queue).bind(p + 3, job.priority);
-        q.bind(p + 4, us(resolve_run_at(job, now_)));
+        const TimePoint run_at = resolve_run_at(job, now_);
+        q.bind(p + 4, us(run_at));
         q.bind(p + 5, job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts);
         q.bind(p + 6, job.owner).bind(p + 7, job.description).bind(p + 8, static_cast<int>(job.on_failure));
+        q.bind(p + 9, stored_state(JobState::pending, run_at, now_));
       }
       q.run();
       JobId first = db_->last_insert_rowid() - static_cast<JobId>(rows) + 1;
@@ -757,13 +878,82 @@ Result<std::vector<InsertResult>> SqliteStore::insert_all(std::span<const NewJob
   return out;
 }
 
+// Each caller's jobs are checked on its own thread first, so an invalid job
+// fails its caller alone; valid ones join the write group, whose leader
+// commits them with whatever other callers' writes are queued.
 Result<std::vector<InsertResult>> SqliteStore::insert(std::span<const NewJob> jobs) {
   if (auto s = rules::validate_batch(jobs); !s) return s.error();
   if (jobs.empty()) return std::vector<InsertResult>{};
+  GroupWriter w;
+  w.jobs = jobs;
+  writers_.join(w, [this](std::span<GroupWriter* const> group) { run_group(group); });
+  return std::move(*w.inserted);
+}
+
+Result<std::vector<InsertResult>> SqliteStore::insert_alone(std::span<const NewJob> jobs) {
   return transact(TxKind::write, "insert", [&]() -> Result<std::vector<InsertResult>> {
     if (auto s = rules::check_dependencies_exist(tx_, jobs); !s) return s.error();
     return insert_all(jobs, std::nullopt);
   });
+}
+
+// One caller's part of a group transaction. A missing dependency is its
+// own error and skips only its jobs; another failure of its insert throws
+// (the group then reruns each caller alone).
+void SqliteStore::run_writer(GroupWriter& w) {
+  if (w.next) {
+    FinishAndClaim out;
+    out.finished = finish_all(w.outcomes);
+    if (w.claiming) out.claimed = claim_jobs(*w.next, w.kinds_json);
+    w.finished.emplace(std::move(out));
+    return;
+  }
+  if (auto s = rules::check_dependencies_exist(tx_, w.jobs); !s) {
+    w.inserted.emplace(s.error());
+    return;
+  }
+  auto inserted = insert_all(w.jobs, std::nullopt);
+  if (!inserted) throw std::runtime_error(inserted.error().message());  // not expected: insert_all checks nothing
+  w.inserted.emplace(std::move(inserted));
+}
+
+// One transaction for the group's callers, in queue order (a later
+// caller's unique job sees an earlier one's, as if they had come one after
+// another). If it fails for another reason than an unavailable database
+// (which every caller shares), each caller is run alone, so a failure that
+// belongs to one caller reaches that caller only.
+void SqliteStore::run_group(std::span<GroupWriter* const> group) {
+  if (group.size() > 1) {
+    Status r;
+    try {
+      r = transact(TxKind::write, "write group", [&]() -> Status {
+        for (GroupWriter* w : group) {
+          w->inserted.reset();
+          w->finished.reset();
+          run_writer(*w);
+        }
+        return {};
+      });
+    } catch (const std::runtime_error& e) {
+      r = make_error(ErrorCode::internal, e.what());  // rolled back: each alone below
+    }
+    if (r || r.error().code() == ErrorCode::unavailable) {
+      for (GroupWriter* w : group) {
+        if (!r && w->next) w->finished.emplace(r.error());
+        if (!r && !w->next) w->inserted.emplace(r.error());
+        w->finished_run = true;
+      }
+      return;
+    }
+  }
+  for (GroupWriter* w : group) {
+    if (w->next) {
+      w->finished.emplace(finish_and_claim_alone(*w));
+    } else {
+      w->inserted.emplace(insert_alone(w->jobs));
+    }
+    w->finished_run = true;
+  }
 }
 
 Result<std::vector<InsertResult>> SqliteStore::spawn(const LeaseRef& parent, std::span<const NewJob> children) {
@@ -802,48 +992,70 @@ std::string json_array(const std::vector<std::string>& names) {
   return out + "]";
 }
 
-Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
+Status check_claim(const ClaimRequest& request) {
   if (request.limit < 1) return make_error(ErrorCode::invalid_argument, "claim limit must be >= 1");
   if (request.lease_for <= Duration::zero()) return make_error(ErrorCode::invalid_argument, "lease_for must be positive");
-  const std::string kinds_json = request.kinds.empty() ? std::string() : json_array(request.kinds);
-  return transact(TxKind::write, "claim", [&]() -> Result<std::vector<Job>> {
-    std::vector<Job> out;
-    {
-      auto q = db_->query("SELECT paused FROM queues WHERE name = ?");
-      q.bind(0, request.queue);
-      if (q.step() && q.flag(0)) return out;
-    }
-    std::vector<JobRow> rows;
-    {
-      // One statement picks the head of the queue from the partial index and
-      // leases it; BEGIN IMMEDIATE makes the pick and the update one step.
-      // INDEXED BY: the planner would otherwise take jobs_next_run for the
-      // run_at range and sort the whole queue for the priority order. With
-      // kinds, the kind (the index's last column) is tested in the index:
-      // jobs of other kinds are stepped over without reading their rows.
-      auto q = db_->query(
-          kinds_json.empty()
-              ? "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
-                "lease_expires = ?2, started_at = ?3 "
-                "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
-                "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS
-              : "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
-                "lease_expires = ?2, started_at = ?3 "
-                "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
-                "AND kind IN (SELECT value FROM json_each(?6)) "
-                "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS);
-      q.bind(0, request.worker).bind(1, us(detail::saturating_add(now_, request.lease_for))).bind(2, us(now_));
-      q.bind(3, request.queue).bind(4, request.limit);
-      if (!kinds_json.empty()) q.bind(5, std::string_view(kinds_json));
-      while (q.step()) rows.push_back(read_job(q));
-    }
-    std::sort(rows.begin(), rows.end(), [](const JobRow& a, const JobRow& b) {
-      return std::tie(a.job.priority, a.job.run_at, a.job.id) < std::tie(b.job.priority, b.job.run_at, b.job.id);
-    });
-    out.reserve(rows.size());
-    for (auto& r : rows) out.push_back(load_details(*db_, std::move(r)));
-    return out;
+  return {};
+}
+
+std::string kinds_json_of(const ClaimRequest& request) {
+  return request.kinds.empty() ? std::string() : json_array(request.kinds);
+}
+
+// Leases the head of one queue (a checked request), inside a write transaction.
+std::vector<Job> SqliteStore::claim_jobs(const ClaimRequest& request, const std::string& kinds_json) {
+  std::vector<Job> out;
+  {
+    auto q = db_->query("SELECT paused FROM queues WHERE name = ?");
+    q.bind(0, request.queue);
+    if (q.step() && q.flag(0)) return out;
+  }
+  {
+    // The queue's scheduled jobs that are due now join the claim index
+    // (one seek in jobs_scheduled when none is due).
+    auto q = db_->query("UPDATE jobs INDEXED BY jobs_scheduled SET state = 0 WHERE state = 6 AND queue = ?1 AND run_at <= ?2");
+    q.bind(0, request.queue).bind(1, us(now_));
+    q.run();
+  }
+  std::vector<JobRow> rows;
+  {
+    // One statement picks the head of the queue from the partial index and
+    // leases it; BEGIN IMMEDIATE makes the pick and the update one step.
+    // INDEXED BY: the planner would otherwise take jobs_next_run for the
+    // run_at range and sort the whole queue for the priority order. With
+    // kinds, the kind (the index's last column) is tested in the index:
+    // jobs of other kinds are stepped over without reading their rows.
+    auto q = db_->query(
+        kinds_json.empty()
+            ? "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
+              "lease_expires = ?2, started_at = ?3 "
+              "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
+              "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS
+            : "UPDATE jobs SET state = 1, attempt = attempt + 1, lease_token = lease_token + 1, lease_worker = ?1, "
+              "lease_expires = ?2, started_at = ?3 "
+              "WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 0 AND queue = ?4 AND run_at <= ?3 "
+              "AND kind IN (SELECT value FROM json_each(?6)) "
+              "ORDER BY priority, run_at, id LIMIT ?5) RETURNING " PORTER_JOB_COLUMNS);
+    q.bind(0, request.worker).bind(1, us(detail::saturating_add(now_, request.lease_for))).bind(2, us(now_));
+    q.bind(3, request.queue).bind(4, request.limit);
+    if (!kinds_json.empty()) q.bind(5, std::string_view(kinds_json));
+    while (q.step()) rows.push_back(read_job(q));
+  }
+  std::sort(rows.begin(), rows.end(), [](const JobRow& a, const JobRow& b) {
+    return std::tie(a.job.priority, a.job.run_at, a.job.id) < std::tie(b.job.priority, b.job.run_at, b.job.id);
   });
+  out.reserve(rows.size());
+  for (auto& r : rows) out.push_back(load_details(*db_, std::move(r)));
+  return out;
+}
+
+// Through the write group: a claimer and a completer on different threads
+// (or several workers) share commits.
+Result<std::vector<Job>> SqliteStore::claim(const ClaimRequest& request) {
+  if (auto s = check_claim(request); !s) return s.error();
+  auto r = finish_and_claim({}, request, "claim");
+  if (!r) return std::move(r).error();
+  return std::move(r->claimed);
 }
 
 Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef> leases, Duration extend_by) {
@@ -856,40 +1068,132 @@ Result<std::vector<LeaseStatus>> SqliteStore::heartbeat(std::span<const LeaseRef
   });
 }
 
-LeaseStatus SqliteStore::extend_lease(const LeaseRef& lease, Duration extend_by) {
-  auto q = db_->query(
-      "UPDATE jobs SET lease_expires = ?3 WHERE id = ?1 AND state = 1 AND lease_token = ?2 "
-      "RETURNING cancel_requested");
-  q.bind(0, lease.id).bind(1, static_cast<std::int64_t>(lease.token)).bind(2, us(detail::saturating_add(now_, extend_by)));
+// Extends a live lease and, in the same statement, stores the report's
+// progress (a valid one); its item errors follow while the lease is held.
+LeaseStatus SqliteStore::extend_lease(const LeaseRef& lease, Duration extend_by, const RunReport* report) {
+  const Progress* progress =
+      report && report->progress && rules::check_progress(*report->progress) ? &*report->progress : nullptr;
+  std::string message = progress ? clip_message(progress->message) : std::string();
   LeaseStatus st;
-  if (q.step()) {
-    st.held = true;
-    st.cancel_requested = q.flag(0);
+  {
+    auto q = db_->query(
+        "UPDATE jobs SET lease_expires = ?3, progress_done = coalesce(?4, progress_done), "
+        "progress_total = CASE WHEN ?4 IS NULL THEN progress_total ELSE ?5 END, "
+        "progress_message = CASE WHEN ?4 IS NULL THEN progress_message ELSE ?6 END "
+        "WHERE id = ?1 AND state = 1 AND lease_token = ?2 RETURNING cancel_requested");
+    q.bind(0, lease.id).bind(1, static_cast<std::int64_t>(lease.token));
+    q.bind(2, us(detail::saturating_add(now_, extend_by)));
+    if (progress) q.bind(3, progress->done).bind(4, progress->total).bind(5, message);
+    if (q.step()) {
+      st.held = true;
+      st.cancel_requested = q.flag(0);
+    }
   }
+  if (st.held && report) store_item_errors(lease.id, report->item_errors);
   return st;
 }
 
+// The common outcome in one statement: a lone job (no parent, no
+// dependents, no cancellation asked) completing under its live lease. It
+// does what rules::apply_outcome and rules::finalize do for it (the state,
+// the run's times, the result, the report) and has no effects on other
+// jobs. False (nothing changed): any other case, for the shared rules.
+bool SqliteStore::complete_alone(const Outcome& o) {
+  if (o.kind != OutcomeKind::complete) return false;
+  if (!o.result.empty() && !rules::check_result(o.result)) return false;  // fails the job: the rules say how
+  const RunReport& report = o.report;
+  const Progress* progress = report.progress && rules::check_progress(*report.progress) ? &*report.progress : nullptr;
+  std::string message = progress ? clip_message(progress->message) : std::string();
+  std::string queue;
+  {
+    auto q = db_->query(
+        "UPDATE jobs SET state = 3, finished_at = ?2, callback_pending = 0, lease_worker = NULL, lease_expires = NULL, "
+        "run_time = CASE WHEN ?4 > 0 THEN ?4 ELSE max(?2 - coalesce(started_at, ?2), 0) END, "
+        "queue_latency = CASE WHEN started_at IS NULL THEN 0 ELSE max(started_at - run_at, 0) END, "
+        "result = coalesce(?5, result), progress_done = coalesce(?6, progress_done), "
+        "progress_total = CASE WHEN ?6 IS NULL THEN progress_total ELSE ?7 END, "
+        "progress_message = CASE WHEN ?6 IS NULL THEN progress_message ELSE ?8 END "
+        "WHERE id = ?1 AND state = 1 AND lease_token = ?3 AND cancel_requested = 0 AND parent_id IS NULL "
+        "AND dependent_count = 0 RETURNING queue");
+    q.bind(0, o.lease.id).bind(1, us(now_)).bind(2, static_cast<std::int64_t>(o.lease.token));
+    q.bind(3, static_cast<std::int64_t>(o.ran_for.count()));
+    q.bind_text_or_null(4, o.result);
+    if (progress) q.bind(5, progress->done).bind(6, progress->total).bind(7, message);
+    if (!q.step()) return false;
+    queue = q.text(0);
+  }
+  store_item_errors(o.lease.id, report.item_errors);
+  emit(StoreEvent::Type::finished, queue, o.lease.id, JobState::completed, o.lease.token);
+  return true;
+}
+
+std::vector<FinishResult> SqliteStore::finish_all(std::span<const Outcome> outcomes) {
+  std::vector<FinishResult> out;
+  out.reserve(outcomes.size());
+  for (const auto& o : outcomes) {
+    if (complete_alone(o)) {
+      out.push_back({Status{}, JobState::completed});
+      continue;
+    }
+    auto h = live(o.lease);
+    if (!h) {
+      out.push_back({stale(o.lease), current_state(o.lease.id)});
+      continue;
+    }
+    apply_report(o.lease.id, o.report);
+    out.push_back({Status{}, rules::apply_outcome(tx_, *h, o)});
+  }
+  // Effects may move a job again (a child failing its parent), so report
+  // the state after them.
+  bool effects = !tx_.finals.empty();
+  rules::run_effects(tx_);
+  for (std::size_t i = 0; effects && i < outcomes.size(); ++i) {
+    if (out[i].status) out[i].state = current_state(outcomes[i].lease.id);
+  }
+  return out;
+}
+
 Result<std::vector<FinishResult>> SqliteStore::finish(std::span<const Outcome> outcomes) {
-  return transact(TxKind::write, "finish", [&]() -> Result<std::vector<FinishResult>> {
-    std::vector<FinishResult> out;
-    out.reserve(outcomes.size());
-    for (const auto& o : outcomes) {
-      auto h = live(o.lease);
-      if (!h) {
-        out.push_back({stale(o.lease), current_state(o.lease.id)});
-        continue;
-      }
-      apply_report(o.lease.id, o.report);
-      out.push_back({Status{}, rules::apply_outcome(tx_, *h, o)});
-    }
-    // Effects may move a job again (a child failing its parent), so report
-    // the state after the whole transaction.
-    bool effects = !tx_.finals.empty();
-    rules::run_effects(tx_);
-    for (std::size_t i = 0; effects && i < outcomes.size(); ++i) {
-      if (out[i].status) out[i].state = current_state(outcomes[i].lease.id);
-    }
-    return out;
+  if (outcomes.empty()) return std::vector<FinishResult>{};
+  ClaimRequest none;
+  none.limit = 0;
+  auto r = finish_and_claim(outcomes, none, "finish");
+  if (!r) return std::move(r).error();
+  return std::move(r->finished);
+}
+
+// Group commit: the outcomes, their effects and the next claim in one write
+// transaction (one fsync instead of two), shared with the writes of other
+// threads queued meanwhile (write group). A claim request that fails its
+// checks claims nothing and is claim_status; the outcomes still apply.
+Result<FinishAndClaim> SqliteStore::finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next) {
+  return finish_and_claim(outcomes, next, "finish_and_claim");
+}
+
+Result<FinishAndClaim> SqliteStore::finish_and_claim(std::span<const Outcome> outcomes, const ClaimRequest& next,
+                                                     const char* what) {
+  Status claim_check = next.limit == 0 ? Status{} : check_claim(next);
+  GroupWriter w;
+  w.what = what;
+  w.outcomes = outcomes;
+  w.next = &next;
+  w.claiming = next.limit != 0 && claim_check;
+  if (outcomes.empty() && !w.claiming) {
+    FinishAndClaim empty;
+    empty.claim_status = claim_check;
+    return empty;
+  }
+  if (w.claiming) w.kinds_json = kinds_json_of(next);
+  writers_.join(w, [this](std::span<GroupWriter* const> group) { run_group(group); });
+  Result<FinishAndClaim> r = std::move(*w.finished);
+  if (r && !claim_check) r->claim_status = claim_check;
+  return r;
+}
+
+Result<FinishAndClaim> SqliteStore::finish_and_claim_alone(GroupWriter& w) {
+  return transact(TxKind::write, w.what, [&]() -> Result<FinishAndClaim> {
+    run_writer(w);
+    return std::move(*w.finished);
   });
 }
 
@@ -915,11 +1219,7 @@ Result<std::vector<LeaseStatus>> SqliteStore::heartbeat_with_reports(std::span<c
   return transact(TxKind::write, "heartbeat", [&]() -> Result<std::vector<LeaseStatus>> {
     std::vector<LeaseStatus> out;
     out.reserve(beats.size());
-    for (const Beat& beat : beats) {
-      LeaseStatus st = extend_lease(beat.lease, extend_by);
-      if (st.held) apply_report(beat.lease.id, beat.report);
-      out.push_back(st);
-    }
+    for (const Beat& beat : beats) out.push_back(extend_lease(beat.lease, extend_by, &beat.report));
     return out;
   });
 }
@@ -933,13 +1233,16 @@ void SqliteStore::store_progress(JobId id, const Progress& progress) {
   q.run();
 }
 
+// Counts them all and stores the first kMaxStoredItemErrors of the job's.
 void SqliteStore::store_item_errors(JobId id, std::span<const ItemError> errors) {
   if (errors.empty()) return;
-  std::int64_t count = 0;
+  const auto n = static_cast<std::int64_t>(errors.size());
+  std::int64_t count = 0;  // stored before these
   {
-    auto q = db_->query("SELECT item_error_count FROM jobs WHERE id = ?");
-    q.bind(0, id);
-    if (q.step()) count = q.i64(0);
+    auto q = db_->query("UPDATE jobs SET item_error_count = item_error_count + ?2 WHERE id = ?1 RETURNING item_error_count");
+    q.bind(0, id).bind(1, n);
+    if (!q.step()) return;
+    count = q.i64(0) - n;
   }
   for (const auto& e : errors) {
     if (count >= static_cast<std::int64_t>(kMaxStoredItemErrors)) break;
@@ -950,9 +1253,6 @@ void SqliteStore::store_item_errors(JobId id, std::span<const ItemError> errors)
     q.run();
     ++count;
   }
-  auto q = db_->query("UPDATE jobs SET item_error_count = item_error_count + ? WHERE id = ?");
-  q.bind(0, static_cast<std::int64_t>(errors.size())).bind(1, id);
-  q.run();
 }
 
 void SqliteStore::apply_report(JobId id, const RunReport& report) {
@@ -977,11 +1277,16 @@ Result<std::vector<JobId>> SqliteStore::rescue_expired() {
 
 Result<std::optional<TimePoint>> SqliteStore::next_run_at(std::string_view queue) {
   return read("next_run_at", [&](Db& db, TimePoint) -> Result<std::optional<TimePoint>> {
-    // One seek in jobs_next_run (queue, run_at) WHERE state = 0.
-    auto q = db.query("SELECT run_at FROM jobs WHERE state = 0 AND queue = ? ORDER BY run_at LIMIT 1");
-    q.bind(0, queue);
-    if (q.step() && !q.is_null(0)) return std::optional<TimePoint>(tp(q.i64(0)));
-    return std::optional<TimePoint>();
+    // One seek in jobs_next_run (queue, run_at) WHERE state = 0 and one in
+    // jobs_scheduled (queue, run_at) WHERE state = 6.
+    std::optional<TimePoint> first;
+    for (const char* sql : {"SELECT run_at FROM jobs WHERE state = 0 AND queue = ? ORDER BY run_at LIMIT 1",
+                            "SELECT run_at FROM jobs WHERE state = 6 AND queue = ? ORDER BY run_at LIMIT 1"}) {
+      auto q = db.query(sql);
+      q.bind(0, queue);
+      if (q.step() && !q.is_null(0) && (!first || tp(q.i64(0)) < *first)) first = tp(q.i64(0));
+    }
+    return first;
   });
 }
 
@@ -1066,7 +1371,7 @@ Result<std::int64_t> SqliteStore::prune(const PruneRequest& request) {
       auto q = db_->query(
           "SELECT j.id FROM jobs j INDEXED BY jobs_finished WHERE j.finished_at < ?1 AND ((1 << j.state) & ?2) <> 0 "
           "AND j.state IN (3, 4, 5) AND NOT EXISTS "
-          "(SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.state IN (0, 1, 2)) ORDER BY j.finished_at LIMIT ?3");
+          "(SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.state IN (0, 1, 2, 6)) ORDER BY j.finished_at LIMIT ?3");
       q.bind(0, us(request.finished_before)).bind(1, states).bind(2, request.limit);
       while (q.step()) ids.push_back(q.i64(0));
     }
@@ -1152,6 +1457,7 @@ Result<JobPage> SqliteStore::list(const JobFilter& filter, std::optional<JobId> 
     sql += " AND state IN (";
     for (std::size_t i = 0; i < filter.states.size(); ++i) {
       sql += (i ? ", " : "") + param(static_cast<std::int64_t>(filter.states[i]));
+      if (filter.states[i] == JobState::pending) sql += ", " + param(static_cast<std::int64_t>(kStoredScheduled));
     }
     sql += ")";
   }
@@ -1246,10 +1552,16 @@ Result<Stats> SqliteStore::stats(Duration window) {
     for (auto& [name, qi] : queues) {
       qi.name = name;
       if (qi.pending > 0) {
-        // Scheduled: an index range of jobs_next_run (queue, run_at) WHERE state = 0.
-        auto q = db.query("SELECT count(*) FROM jobs INDEXED BY jobs_next_run WHERE state = 0 AND queue = ? AND run_at > ?");
-        q.bind(0, name).bind(1, us(now));
-        if (q.step()) qi.scheduled = q.i64(0);
+        // Scheduled: index ranges of jobs_scheduled (stored scheduled, the
+        // many) and jobs_next_run (stored due when written, now ahead only
+        // if the clock went back).
+        for (const char* sql :
+             {"SELECT count(*) FROM jobs INDEXED BY jobs_scheduled WHERE state = 6 AND queue = ? AND run_at > ?",
+              "SELECT count(*) FROM jobs INDEXED BY jobs_next_run WHERE state = 0 AND queue = ? AND run_at > ?"}) {
+          auto q = db.query(sql);
+          q.bind(0, name).bind(1, us(now));
+          if (q.step()) qi.scheduled += q.i64(0);
+        }
         qi.pending -= qi.scheduled;
       }
       // Listed: every queue that has jobs or is paused.
