@@ -403,6 +403,8 @@ class SqliteStore final : public Store {
   // next chance (the watcher's if mu_ is free, else the transaction's end).
   std::atomic<bool> elsewhere_check_{false};
   std::int64_t data_version_ = 0;  // guarded by mu_: the write connection's, as last seen
+  std::atomic<std::uint64_t> elsewhere_seen_{0};  // changed_elsewhere deliveries so far
+  std::uint64_t watch_from_ = 0;  // the watcher thread's own: elsewhere_seen_ at the write it asks about
   std::mutex watch_mu_;            // guards watcher_ (taken before mu_, never while holding it)
   std::unique_ptr<detail::WalWatcher> watcher_;  // from the first listener on; last, so stopped first
 };
@@ -445,6 +447,7 @@ auto SqliteStore::transact(TxKind kind, std::string_view what, Fn&& fn) -> declt
       tx.commit();
       delivered.swap(events_);
       if (elsewhere_check_.load(std::memory_order_relaxed) && elsewhere_check_.exchange(false) && others_committed()) {
+        elsewhere_seen_.fetch_add(1);
         delivered.push_back({StoreEvent::Type::changed_elsewhere, {}, 0});
       }
       lock.unlock();
@@ -522,16 +525,22 @@ bool SqliteStore::others_committed() {
   }
 }
 
-// On the watcher's thread; never waits for mu_. True: ask again soon.
+// On the watcher's thread; never waits for mu_. True: ask again soon, as
+// the commit behind a -wal write may not be visible yet (see WalWatcher),
+// or mu_ is busy; asking ends once anyone has seen a change since the write.
 bool SqliteStore::wal_written(bool again) {
+  const std::uint64_t seen = elsewhere_seen_.load();
   if (!again) {
-    elsewhere_check_.store(true);
-  } else if (!elsewhere_check_.load()) {
-    return false;  // a transaction's end checked meanwhile
+    watch_from_ = seen;
+  } else if (seen != watch_from_) {
+    return false;  // a transaction's end saw it and told the listeners
   }
+  elsewhere_check_.store(true);
   std::unique_lock lock(mu_, std::try_to_lock);
   if (!lock.owns_lock()) return true;  // the running transaction checks at its end, or we do again
-  if (!elsewhere_check_.exchange(false) || !others_committed()) return false;
+  elsewhere_check_.store(false);
+  if (!others_committed()) return true;
+  elsewhere_seen_.fetch_add(1);
   lock.unlock();
   std::vector<PendingEvent> events{{StoreEvent::Type::changed_elsewhere, {}, 0}};
   deliver(events);

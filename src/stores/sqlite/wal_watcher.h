@@ -3,13 +3,17 @@
 // database's -wal file (every commit appends its frames there) and, on one,
 // calls `noticed(false)`; the store answers whether another connection
 // committed (PRAGMA data_version on its own write connection changes only
-// for commits of other connections) and tells its listeners. When the
-// store cannot answer at once (its connection is busy) noticed returns
-// true and is called again, `noticed(true)`, after kCoalesce. Writes come in
-// bursts (several per commit, many commits in a drain), so after each call
-// the watcher lets the next kCoalesce of writes pile up and handles them as
-// one: at most one call per kCoalesce, and a commit elsewhere is noticed
-// within about that.
+// for commits of other connections) and tells its listeners.
+//
+// A write comes before its commit is visible: the frames, an fsync, then
+// the index in the -shm file, which is mapped memory that inotify does not
+// see. So when the store answers "not yet" (or "busy") it is asked again,
+// `noticed(true)`, after kCoalesce, then after twice that, and so on,
+// kAsksAfterWrite times (about a quarter of a second in all), until it
+// answers that it is done. Writes come in bursts (several per commit, many
+// commits in a drain): after each, the next kCoalesce of writes pile up and
+// count as one, so the store is asked at most about once per kCoalesce.
+// A -wal file deleted or replaced is watched again from the next turn.
 //
 // Cost: the thread exists only once a store has had a listener, and while
 // `wanted()` is false (no listener now) it holds no inotify watch and
@@ -32,6 +36,7 @@ namespace porter::detail {
 class WalWatcher {
  public:
   static constexpr std::chrono::microseconds kCoalesce{500};
+  static constexpr int kAsksAfterWrite = 9;  // 0.5 ms, 1 ms, ... 128 ms after a write: 255 ms in all
 
   // `noticed` and `wanted` run on the watcher's thread and must not block.
   WalWatcher(std::string wal_path, std::function<bool(bool again)> noticed, std::function<bool()> wanted);
