@@ -5,7 +5,9 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config catch2 libfmt-dev nlohmann-json3-dev
-          libsqlite3-dev libbenchmark-dev "$@")
+          libsqlite3-dev libbenchmark-dev
+          libpq-dev postgresql  # the PostgreSQL store, and the server its tests start
+          "$@")
 
 missing=()
 for p in "${packages[@]}"; do
