@@ -5,6 +5,7 @@
 #                                        socket in <dir>/cluster/run (no TCP: listen_addresses='')
 #   pg_cluster.sh stop <dir>             stop it and remove the cluster
 #   pg_cluster.sh restart <dir> [mode]   pg_ctl restart -m fast|immediate (the restart tests)
+#   pg_cluster.sh halt <dir> | resume <dir>   stop the server, keeping the cluster; start it again
 #
 # As root, the server runs as Debian's unprivileged `postgres` user, which
 # owns the cluster folder; when that user cannot reach <dir>, the cluster
@@ -91,11 +92,17 @@ CONF
   stop)
     stop_cluster
     ;;
+  halt)
+    as_owner "$bindir/pg_ctl" -D "$data" stop -m fast -w -t 60 >/dev/null
+    ;;
+  resume)
+    as_owner "$bindir/pg_ctl" -D "$data" start -w -t 60 -l "$(readlink -f "$cluster")/server.log" >/dev/null
+    ;;
   restart)
     as_owner "$bindir/pg_ctl" -D "$data" restart -m "$mode" -w -t 60 -l "$(readlink -f "$cluster")/server.log" >/dev/null
     ;;
   *)
-    echo "usage: pg_cluster.sh start|stop|restart <dir> [mode]" >&2
+    echo "usage: pg_cluster.sh start|stop|restart|halt|resume <dir> [mode]" >&2
     exit 2
     ;;
 esac

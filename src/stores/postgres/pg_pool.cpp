@@ -13,6 +13,9 @@ Result<std::unique_ptr<Conn>> connect_pg(const std::string& conninfo, const std:
   const char* values[] = {timeout.c_str(), "porter", conninfo.c_str(), nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, 1);
   if (!raw) return make_error(ErrorCode::unavailable, "connecting to PostgreSQL: out of memory");
+  // The server's notices (and its "terminating connection" farewell) are not printed on stderr: a
+  // lost connection surfaces as the failing call's error instead.
+  PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);
   auto conn = std::make_unique<Conn>(raw, true, true);
   if (PQstatus(raw) != CONNECTION_OK) {
     std::string msg = PQerrorMessage(raw);
