@@ -25,6 +25,9 @@
 #ifdef PORTER_WITH_SQLITE
 #include "porter/sqlite_store.h"
 #endif
+#ifdef PORTER_WITH_POSTGRES
+#include "porter/postgres_store.h"
+#endif
 
 namespace porter::examples {
 
@@ -123,6 +126,18 @@ inline Result<ExampleStore> open_example_store(int argc, char** argv, std::strin
   if (ec) return make_error(ErrorCode::unavailable, "cannot create " + path.string() + ": " + ec.message());
   auto dir = std::make_shared<WorkDir>(path, has_flag(argc, argv, "--keep"));
   const std::string kept = dir->keep() ? "kept after exit" : "removed at exit; --keep keeps it";
+#ifdef PORTER_WITH_POSTGRES
+  if (has_flag(argc, argv, "--postgres")) {
+    // The server libpq's environment names (PGHOST, PGDATABASE, PGUSER, ...; or
+    // the conninfo in PORTER_POSTGRES), in a fresh schema of this run.
+    const char* conninfo = std::getenv("PORTER_POSTGRES");
+    const std::string schema = fmt::format("example_{}_{}", name, static_cast<long>(::getpid()));
+    auto store = open_postgres_store(conninfo ? conninfo : "", {.schema = schema});
+    if (!store) return store.error();
+    return ExampleStore{dir, std::move(*store),
+                        fmt::format("PostgreSQL schema {} (--postgres; DROP SCHEMA {} CASCADE when done)", schema, schema)};
+  }
+#endif
 #ifdef PORTER_WITH_SQLITE
   if (!memory) {
     auto db = path / "jobs.db";

@@ -27,7 +27,7 @@ enum Col : int {
 enum HeadCol : int {
   hState, hRunAt, hStartedAt, hFinishedAt, hAttempt, hMaxAttempts, hCancelRequested, hCallbackPending,
   hParentId, hOnFailure, hChildrenTotal, hChildrenUnfinished, hDependenciesUnfinished, hDependentCount,
-  hQueue, hLeaseToken,
+  hQueue, hLeaseToken, hId,
 };
 
 std::string hex_of(std::string_view bytes) {
@@ -111,31 +111,36 @@ Job load_details(Conn& conn, PgJobRow row) {
 
 // --- heads and leases -----------------------------------------------------------
 
+#define PORTER_PG_HEAD_COLUMNS                                                                                 \
+  "state, run_at, started_at, finished_at, attempt, max_attempts, cancel_requested, callback_pending, parent_id, " \
+  "on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, lease_token, id"
+
 std::optional<rules::JobHead> Session::head(JobId id) {
-  auto q = conn_.exec(
-      "SELECT state, run_at, started_at, finished_at, attempt, max_attempts, cancel_requested, callback_pending, "
-      "parent_id, on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, "
-      "lease_token FROM jobs WHERE id = $1 FOR UPDATE",
-      Params().i64(id));
+  if (auto it = heads_.find(id); it != heads_.end()) return it->second;
+  auto q = conn_.exec("SELECT " PORTER_PG_HEAD_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE", Params().i64(id));
   if (q.empty()) return std::nullopt;
+  return head_from(q, 0, id);
+}
+
+std::optional<rules::JobHead> Session::head_from(const Rows& q, int r, JobId id) {
   rules::JobHead h;
   h.id = id;
-  h.state = static_cast<JobState>(q.i32(0, hState));
-  h.run_at = tp(q.i64(0, hRunAt));
-  if (!q.is_null(0, hStartedAt)) h.started_at = tp(q.i64(0, hStartedAt));
-  if (!q.is_null(0, hFinishedAt)) h.finished_at = tp(q.i64(0, hFinishedAt));
-  h.attempt = q.i32(0, hAttempt);
-  h.max_attempts = q.i32(0, hMaxAttempts);
-  h.cancel_requested = q.flag(0, hCancelRequested);
-  h.callback_pending = q.flag(0, hCallbackPending);
-  h.parent_id = q.opt_i64(0, hParentId).value_or(0);
-  h.on_failure = static_cast<ChildFailurePolicy>(q.i32(0, hOnFailure));
-  h.children_total = q.i32(0, hChildrenTotal);
-  h.children_unfinished = q.i32(0, hChildrenUnfinished);
-  h.dependencies_unfinished = q.i32(0, hDependenciesUnfinished);
-  h.has_dependents = q.i64(0, hDependentCount) > 0;
-  queue_of_.try_emplace(id, q.bytes(0, hQueue));
-  h.token = static_cast<std::uint64_t>(q.i64(0, hLeaseToken));
+  h.state = static_cast<JobState>(q.i32(r, hState));
+  h.run_at = tp(q.i64(r, hRunAt));
+  if (!q.is_null(r, hStartedAt)) h.started_at = tp(q.i64(r, hStartedAt));
+  if (!q.is_null(r, hFinishedAt)) h.finished_at = tp(q.i64(r, hFinishedAt));
+  h.attempt = q.i32(r, hAttempt);
+  h.max_attempts = q.i32(r, hMaxAttempts);
+  h.cancel_requested = q.flag(r, hCancelRequested);
+  h.callback_pending = q.flag(r, hCallbackPending);
+  h.parent_id = q.opt_i64(r, hParentId).value_or(0);
+  h.on_failure = static_cast<ChildFailurePolicy>(q.i32(r, hOnFailure));
+  h.children_total = q.i32(r, hChildrenTotal);
+  h.children_unfinished = q.i32(r, hChildrenUnfinished);
+  h.dependencies_unfinished = q.i32(r, hDependenciesUnfinished);
+  h.has_dependents = q.i64(r, hDependentCount) > 0;
+  queue_of_.try_emplace(id, q.bytes(r, hQueue));
+  h.token = static_cast<std::uint64_t>(q.i64(r, hLeaseToken));
   return h;
 }
 
@@ -151,10 +156,14 @@ JobState Session::current_state(JobId id) {
 }
 
 void Session::lock_in_order(std::vector<JobId> ids) {
-  if (ids.size() < 2) return;  // one row: head() locks it
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  conn_.exec("SELECT id FROM jobs WHERE id = ANY ($1::int8[]) ORDER BY id FOR UPDATE", Params().ids(ids));
+  auto q = conn_.exec("SELECT " PORTER_PG_HEAD_COLUMNS " FROM jobs WHERE id = ANY ($1::int8[]) ORDER BY id FOR UPDATE",
+                      Params().ids(ids));
+  for (int r = 0; r < q.size(); ++r) {
+    const JobId id = q.i64(r, hId);
+    heads_[id] = *head_from(q, r, id);
+  }
 }
 
 // --- the rules' adapter -----------------------------------------------------------
@@ -168,6 +177,14 @@ void Session::lock_in_order(std::vector<JobId> ids) {
   "lease_expires = CASE WHEN $2 = 1 THEN lease_expires END"
 
 void Session::write(const rules::JobHead& h) {
+  if (auto it = heads_.find(h.id); it != heads_.end()) {
+    // Kept as the row now is: write() stores every field the rules change.
+    const int total = it->second.children_total;
+    const bool dependents = it->second.has_dependents;
+    it->second = h;
+    it->second.children_total = total;
+    it->second.has_dependents = dependents;
+  }
   const bool with_run = run_.id == h.id;
   Params p;
   p.i64(h.id).i64(state_int(h.state)).i64(us(h.run_at)).i64(h.attempt).i64(h.max_attempts);
@@ -199,6 +216,7 @@ void Session::dependencies(JobId id, std::vector<JobId>& out) {
 }
 
 void Session::add_children(JobId parent, int n) {
+  heads_.erase(parent);
   conn_.exec(
       "UPDATE jobs SET children_total = children_total + $2, children_unfinished = children_unfinished + $2 "
       "WHERE id = $1",
@@ -244,6 +262,7 @@ void Session::emit(StoreEvent::Type type, const rules::JobHead& h) {
 }
 
 void Session::delete_job(JobId id) {
+  heads_.erase(id);
   for (const char* sql : {"DELETE FROM attempt_errors WHERE job_id = $1", "DELETE FROM item_errors WHERE job_id = $1",
                           "DELETE FROM dependencies WHERE job_id = $1", "DELETE FROM jobs WHERE id = $1"}) {
     conn_.exec(sql, Params().i64(id));
@@ -338,6 +357,7 @@ Result<InsertResult> Session::insert_one(const NewJob& job, std::optional<JobId>
     conn_.exec("INSERT INTO dependencies(job_id, depends_on, seq) VALUES ($1, $2, $3)",
                Params().i64(h.id).i64(deps[i]).i64(static_cast<std::int64_t>(i)));
     conn_.exec("UPDATE jobs SET dependent_count = dependent_count + 1 WHERE id = $1", Params().i64(deps[i]));
+    heads_.erase(deps[i]);
   }
   if (parent) add_children(*parent, 1);
   rules::place_new_job(*this, h, deps);

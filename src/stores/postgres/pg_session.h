@@ -76,7 +76,8 @@ class Session final : public rules::Tx {
   // The job when `ref` is its live lease (running with that token).
   std::optional<rules::JobHead> live(const LeaseRef& ref);
   JobState current_state(JobId id);
-  // Locks the rows of `ids` in id order (a batch never deadlocks with another).
+  // Locks the rows of `ids` in id order (a batch never deadlocks with another)
+  // and keeps their heads, so the batch's head() calls need no round trip.
   void lock_in_order(std::vector<JobId> ids);
 
   // Inserts jobs (validated, dependencies checked) in order.
@@ -106,7 +107,11 @@ class Session final : public rules::Tx {
   Conn& conn_;
   TimePoint now_;
   std::string schema_;
+  std::optional<rules::JobHead> head_from(const Rows& q, int row, JobId id);
   std::unordered_map<JobId, std::string> queue_of_;  // queues of the jobs read here (for events)
+  // Heads read by lock_in_order (rows locked by this transaction), kept up to
+  // date by write(); add_children drops the parent's (it changes counts in SQL).
+  std::unordered_map<JobId, rules::JobHead> heads_;
   struct Run {
     JobId id = 0;
     Duration run_time{0};
