@@ -55,9 +55,7 @@ Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::stri
     // "sqlite" is the durable default (power_loss: synchronous=FULL); "sqlite-normal"
     // trades the last commits on power loss for speed (process_crash: synchronous=NORMAL).
     static std::atomic<int> counter{0};
-    const std::string path = dir + "/bench-" + std::to_string(counter.fetch_add(1)) + ".db";
-    return open_sqlite_store(path, {.durability = name == "sqlite" ? Durability::power_loss
-                                                                   : Durability::process_crash});
+    return open_store_file(name, dir + "/bench-" + std::to_string(counter.fetch_add(1)) + ".db");
   }
 #endif
 #if PORTER_WITH_POSTGRES
@@ -71,6 +69,17 @@ Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::stri
 #endif
   (void)dir;
   return make_error(ErrorCode::unsupported, "store '" + std::string(name) + "' is not built into this binary");
+}
+
+Result<std::shared_ptr<Store>> open_store_file(std::string_view name, const std::string& path) {
+#if PORTER_WITH_SQLITE
+  if (name == "sqlite" || name == "sqlite-normal") {
+    return open_sqlite_store(path, {.durability = name == "sqlite" ? Durability::power_loss
+                                                                   : Durability::process_crash});
+  }
+#endif
+  (void)path;
+  return make_error(ErrorCode::unsupported, "store '" + std::string(name) + "' has no file another process can open");
 }
 
 std::string small_args(std::int64_t n) {

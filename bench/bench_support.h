@@ -39,6 +39,9 @@ std::vector<std::string> available_stores();
 
 // A fresh, empty store of that kind; SQLite gets a new file in `dir`.
 Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::string& dir);
+// That kind of store on the file at `path` (created when missing), so a
+// second process can open the same one. Only stores with a file.
+Result<std::shared_ptr<Store>> open_store_file(std::string_view name, const std::string& path);
 
 // The benchmarks' job kind and a small JSON argument, like a real "send mail" job.
 inline constexpr std::string_view kNoopKind = "noop";

@@ -49,6 +49,17 @@ class Admin {
   Status retry(const Principal& who, JobId id);    // failed or cancelled -> pending
   Status discard(const Principal& who, JobId id);  // deletes a final job
 
+  // "Notify me when finished", durably: enqueues `notification` (a job of a
+  // kind the application handles: e-mail, chat, in-app) to run once job `id`
+  // is final, however it ended. It is a job depending on `id`
+  // (DependencyMode::all_final), so it survives restarts of every process and
+  // becomes runnable in the same transaction that makes `id` final (at once
+  // if it already is). Its handler reads the watched job from
+  // Job::depends_on. The notification belongs to `who` (a non-admin cannot
+  // set another owner); asking twice for the same (job, user, kind) returns
+  // the first notification (duplicate). depends_on must be empty.
+  Result<InsertResult> notify_when_finished(const Principal& who, JobId id, NewJob notification);
+
   // Administrators only.
   Result<std::vector<JobId>> expire_stuck(const Principal& who, Duration running_longer_than);
   Result<std::vector<JobId>> clear_stale_locks(const Principal& who);

@@ -49,6 +49,12 @@ enum class ChildFailurePolicy : std::uint8_t {
   callback,     // the parent's callback runs as usual and decides
 };
 
+// When a job with dependencies runs.
+enum class DependencyMode : std::uint8_t {
+  all_completed,  // once every dependency completed; cancelled when one fails or is cancelled
+  all_final,      // once every dependency is final, however it ended (a "notify me when finished" job)
+};
+
 // Limits every store enforces (bad input is rejected at enqueue, not truncated).
 inline constexpr std::size_t kMaxNameBytes = 128;           // kind, queue
 inline constexpr std::size_t kMaxArgsBytes = 1 << 20;       // args and result JSON: 1 MiB
@@ -74,6 +80,7 @@ struct NewJob {
   UniqueScope unique_scope = UniqueScope::active;
   Duration unique_period{0};             // for UniqueScope::period
   std::vector<JobId> depends_on;         // runs only after all of these completed; each must exist
+  DependencyMode dependency_mode = DependencyMode::all_completed;  // Default: all_completed
   ChildFailurePolicy on_failure = ChildFailurePolicy::fail_parent;  // when spawned as a child
   std::string description;               // free text for people ("Import users.csv"). Default: none
 };
@@ -158,6 +165,7 @@ struct Job {
   int children_unfinished = 0;
   int dependencies_unfinished = 0;
   std::vector<JobId> depends_on;
+  DependencyMode dependency_mode = DependencyMode::all_completed;
   Progress progress;
   std::vector<AttemptError> errors;      // one per failed attempt, oldest first
   std::int64_t item_error_count = 0;     // all item errors reported

@@ -158,6 +158,27 @@ Result<CancelResult> Admin::cancel(const Principal& who, JobId id) {
   return store_->cancel(id, "cancelled by " + (who.user.empty() ? std::string("an administrator") : who.user));
 }
 
+Result<InsertResult> Admin::notify_when_finished(const Principal& who, JobId id, NewJob notification) {
+  auto job = load_for(*store_, who, id);
+  if (!job) return job.error();
+  if (!notification.depends_on.empty()) {
+    return make_error(ErrorCode::invalid_argument, "a notification depends on the watched job only; depends_on must be empty");
+  }
+  if (notification.owner.empty()) notification.owner = who.user;
+  if (!who.admin && notification.owner != who.user) {
+    return make_error(ErrorCode::permission_denied, "user '" + who.user + "' cannot notify on behalf of another user");
+  }
+  notification.depends_on = {id};
+  notification.dependency_mode = DependencyMode::all_final;
+  if (notification.unique_key.empty()) {
+    notification.unique_key = "notify:" + std::to_string(id) + ":" + notification.owner;
+    notification.unique_scope = UniqueScope::always;
+  }
+  auto inserted = store_->insert(std::span<const NewJob>(&notification, 1));
+  if (!inserted) return inserted.error();
+  return inserted->front();
+}
+
 Status Admin::retry(const Principal& who, JobId id) {
   auto job = load_for(*store_, who, id);
   if (!job) return job.error();

@@ -31,6 +31,8 @@
 //    again; failed or cancelled ones do not count (an administrator's
 //    override: the job runs regardless). A retried child counts again in its
 //    parent's children_unfinished.
+//  - A job with DependencyMode::all_final counts a failed or cancelled
+//    dependency as done, like a completed one: it runs once all are final.
 //  - Every dependency must exist before the insert (or spawn) call: a job
 //    cannot depend on one inserted earlier in the same batch.
 //  - A child may not depend on a job that waits for the spawning job
@@ -67,6 +69,7 @@ struct JobHead {
   bool callback_pending = false;
   JobId parent_id = 0;  // 0: none
   ChildFailurePolicy on_failure = ChildFailurePolicy::fail_parent;
+  DependencyMode dependency_mode = DependencyMode::all_completed;
   int children_total = 0;
   int children_unfinished = 0;
   int dependencies_unfinished = 0;
@@ -88,8 +91,8 @@ class Tx {
  public:
   virtual TimePoint now() const = 0;
   virtual std::optional<JobHead> read(JobId id) = 0;
-  // Stores every field of `h` but id, parent_id, on_failure, children_total
-  // (fixed, or kept by add_children) and has_dependents. A job leaving
+  // Stores every field of `h` but id, parent_id, on_failure, dependency_mode,
+  // children_total (fixed, or kept by add_children) and has_dependents. A job leaving
   // `running` loses its lease; a pending job is runnable at run_at.
   virtual void write(const JobHead& h) = 0;
   // Appends the ids of `id`'s children that are not final.

@@ -85,14 +85,15 @@ void update_parent(Tx& tx, const JobHead& child, const std::string& what) {
 }
 
 // A final job's dependents: completed, one unfinished dependency fewer (and
-// runnable when none is left); failed or cancelled, they are cancelled.
+// runnable when none is left); failed or cancelled, they are cancelled unless
+// they run after any end (DependencyMode::all_final).
 void update_dependents(Tx& tx, const JobHead& dep, const std::string& what) {
   std::vector<JobId> ids;
   tx.dependents(dep.id, ids);
   for (JobId id : ids) {
     auto d = tx.read(id);
     if (!d || is_final(d->state)) continue;
-    if (dep.state != JobState::completed) {
+    if (dep.state != JobState::completed && d->dependency_mode == DependencyMode::all_completed) {
       finalize(tx, *d, JobState::cancelled, "cancelled: dependency " + what);
       continue;
     }
@@ -147,7 +148,7 @@ void place_new_job(Tx& tx, JobHead& h, std::span<const JobId> deps) {
     auto dep = tx.read(d);
     if (!dep || dep->state == JobState::completed) continue;
     if (is_final(dep->state)) {
-      if (doomed.empty()) doomed = "cancelled: dependency " + describe_final(tx, *dep);
+      if (doomed.empty() && h.dependency_mode == DependencyMode::all_completed) doomed = "cancelled: dependency " + describe_final(tx, *dep);
       continue;
     }
     ++unfinished;

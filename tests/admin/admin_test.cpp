@@ -524,3 +524,47 @@ TEST_CASE("system-wide operations are for administrators only", "[admin][access]
   REQUIRE(claimed.size() == 1);
   CHECK(claimed[0].id == id);
 }
+
+TEST_CASE("notify_when_finished enqueues a durable notification that runs however the job ends", "[admin][notify]") {
+  AdminHarness h(GENERATE(from_range(porter::test::admin_store_names())));
+  INFO("store: " << h.store_name);
+  JobId id = h.add({.kind = "import", .max_attempts = 1, .owner = "alice"});
+
+  // Only the owner (or an administrator) may watch it; bad requests change nothing.
+  require_denied(h.admin.notify_when_finished(h.bob, id, {.kind = "email"}));
+  auto with_deps = h.admin.notify_when_finished(h.alice, id, {.kind = "email", .depends_on = {id}});
+  REQUIRE_FALSE(with_deps.has_value());
+  CHECK(with_deps.error().code() == ErrorCode::invalid_argument);
+  require_denied(h.admin.notify_when_finished(h.alice, id, {.kind = "email", .owner = "bob"}));
+  auto bad_kind = h.admin.notify_when_finished(h.alice, id, {.kind = ""});
+  REQUIRE_FALSE(bad_kind.has_value());
+  CHECK(bad_kind.error().code() == ErrorCode::invalid_argument);
+
+  auto note = h.admin.notify_when_finished(h.alice, id, {.kind = "email", .queue = "notifications"});
+  REQUIRE(note.has_value());
+  CHECK_FALSE(note->duplicate);
+  // Asking twice gives the same notification.
+  auto again = h.admin.notify_when_finished(h.alice, id, {.kind = "email", .queue = "notifications"});
+  REQUIRE(again.has_value());
+  CHECK(again->duplicate);
+  CHECK(again->id == note->id);
+
+  auto waiting = h.store->get(note->id);
+  REQUIRE(waiting.has_value());
+  CHECK(waiting->state == JobState::waiting);
+  CHECK(waiting->owner == "alice");
+  CHECK(waiting->depends_on == std::vector<JobId>{id});
+  CHECK(h.claim("notifications").empty());
+
+  h.finish(h.claim_one("default"), OutcomeKind::fail, "bad csv");
+  REQUIRE(h.state(id) == JobState::failed);
+  Job run = h.claim_one("notifications");
+  CHECK(run.id == note->id);
+  CHECK(run.kind == "email");
+
+  // Watching a job that is already final notifies at once.
+  auto late = h.admin.notify_when_finished(h.root, id, {.kind = "chat"});
+  REQUIRE(late.has_value());
+  CHECK(h.state(late->id) == JobState::pending);
+  CHECK(h.store->get(late->id)->owner == "admin");
+}

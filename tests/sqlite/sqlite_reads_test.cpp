@@ -95,7 +95,7 @@ TEST_CASE("sqlite migration to the read side counts the jobs a file already hold
   raw_sql(file.path,
           "DROP TRIGGER jobs_count_insert; DROP TRIGGER jobs_count_delete; DROP TRIGGER jobs_count_update; "
           "DROP TABLE job_counts; DROP TABLE workers; DROP TABLE worker_kinds; DROP INDEX jobs_owner; "
-          "DROP INDEX jobs_failed; DROP INDEX jobs_cancelled; "
+          "DROP INDEX jobs_failed; DROP INDEX jobs_cancelled; ALTER TABLE jobs DROP COLUMN dependency_mode; "
           "PRAGMA user_version = 3;");
   auto store = open_ok(file.path);
   auto stats = store->stats(5min);
@@ -121,4 +121,33 @@ TEST_CASE("sqlite migration to the read side counts the jobs a file already hold
   REQUIRE(stats.has_value());
   CHECK(stats->queues[0].running == 4);
   CHECK(stats->queues[0].pending == 0);
+}
+
+TEST_CASE("sqlite migration v4 to v5 keeps waiting dependents strict", "[sqlite][migration]") {
+  TempFile file;
+  JobId dep = 0, dependent = 0;
+  {
+    auto store = open_ok(file.path);
+    auto first = store->insert(std::vector<NewJob>{NewJob{.kind = "a"}});
+    REQUIRE(first.has_value());
+    dep = (*first)[0].id;
+    auto second = store->insert(std::vector<NewJob>{NewJob{.kind = "b", .depends_on = {dep}}});
+    REQUIRE(second.has_value());
+    dependent = (*second)[0].id;
+  }
+  // The v4 shape: no dependency_mode column.
+  raw_sql(file.path, "ALTER TABLE jobs DROP COLUMN dependency_mode; PRAGMA user_version = 4;");
+  auto store = open_ok(file.path);
+  auto got = store->get(dependent);
+  REQUIRE(got.has_value());
+  CHECK(got->state == JobState::waiting);
+  CHECK(got->dependency_mode == DependencyMode::all_completed);
+  auto claimed = store->claim({.queue = "default", .worker = "w", .limit = 1});
+  REQUIRE(claimed.has_value());
+  REQUIRE(claimed->size() == 1);
+  Outcome failed{.lease = (*claimed)[0].lease_ref(), .kind = OutcomeKind::fail, .error = "x"};
+  REQUIRE(store->finish(std::span<const Outcome>(&failed, 1)).has_value());
+  got = store->get(dependent);
+  REQUIRE(got.has_value());
+  CHECK(got->state == JobState::cancelled);
 }

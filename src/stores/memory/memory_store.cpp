@@ -156,6 +156,7 @@ struct Rec {
   int deps_unfinished = 0;
   JobState state = JobState::pending;
   ChildFailurePolicy on_failure = ChildFailurePolicy::fail_parent;
+  DependencyMode dependency_mode = DependencyMode::all_completed;
   bool cancel_requested = false;
   bool callback_pending = false;
   std::unique_ptr<Extra> extra;
@@ -752,6 +753,7 @@ class MemoryStore final : public Store {
     h.callback_pending = r.callback_pending;
     h.parent_id = r.parent_id;
     h.on_failure = r.on_failure;
+    h.dependency_mode = r.dependency_mode;
     h.children_total = r.children_total;
     h.children_unfinished = r.children_unfinished;
     h.dependencies_unfinished = r.deps_unfinished;
@@ -956,6 +958,7 @@ class MemoryStore final : public Store {
     r.created_at = op.now();
     r.max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
     r.on_failure = job.on_failure;
+    r.dependency_mode = job.dependency_mode;
     r.parent_id = parent_id;
     if (!job.unique_key.empty()) r.ex().unique_key = job.unique_key;
     if (!job.description.empty()) r.ex().description = job.description;
@@ -1020,6 +1023,7 @@ class MemoryStore final : public Store {
     if (r.owner) j.owner = *r.owner;
     if (r.parent_id != 0) j.parent_id = r.parent_id;
     j.on_failure = r.on_failure;
+    j.dependency_mode = r.dependency_mode;
     j.created_at = r.created_at;
     if (r.started_at != kNever) j.started_at = r.started_at;
     if (r.finished_at != kNever) j.finished_at = r.finished_at;

@@ -192,6 +192,13 @@ UPDATE porter_meta SET value = '4' WHERE key = 'schema_version';
 PRAGMA user_version = 4;
 )sql";
 
+// v5: when a job with dependencies runs (DependencyMode; 0: all_completed).
+constexpr const char* kMigrateV4ToV5 = R"sql(
+ALTER TABLE jobs ADD COLUMN dependency_mode INTEGER NOT NULL DEFAULT 0;
+UPDATE porter_meta SET value = '5' WHERE key = 'schema_version';
+PRAGMA user_version = 5;
+)sql";
+
 static_assert(kPorterApplicationId == 1347375700, "kSchemaV1 spells the application id in decimal");
 
 std::int64_t pragma_int(Db& db, const char* sql) {
@@ -254,7 +261,8 @@ Status migrate(Db& db) {
   if (version < 2) db.exec(kMigrateV1ToV2);
   if (version < 3) db.exec(kMigrateV2ToV3);
   if (version < 4) db.exec(kMigrateV3ToV4);
-  // Future versions: `if (version < 5) db.exec(kMigrateV4ToV5);` and so on, each bumping user_version.
+  if (version < 5) db.exec(kMigrateV4ToV5);
+  // Future versions: `if (version < 6) db.exec(kMigrateV5ToV6);` and so on, each bumping user_version.
   return {};
 }
 

@@ -11,7 +11,7 @@
 
 namespace porter::detail {
 
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 inline constexpr std::int32_t kPorterApplicationId = 0x504f5254;  // "PORT"
 
 // Job states and enums as stored (small ints; values are part of the file format).

@@ -156,7 +156,7 @@ int state_int(JobState s) { return static_cast<int>(s); }
   "description, parent_id, on_failure, created_at, started_at, finished_at, lease_token, lease_worker, " \
   "lease_expires, cancel_requested, callback_pending, children_total, children_unfinished, "            \
   "dependencies_unfinished, progress_done, progress_total, progress_message, item_error_count, result, " \
-  "error_count, dependency_count"
+  "error_count, dependency_count, dependency_mode"
 
 struct JobRow {
   Job job;
@@ -199,6 +199,7 @@ JobRow read_job(const Query& q) {
   j.result = q.text(29);
   r.error_count = q.i64(30);
   r.dependency_count = q.i64(31);
+  j.dependency_mode = static_cast<DependencyMode>(q.i32(32));
   return r;
 }
 
@@ -424,7 +425,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
   auto q = db_->query(
       "SELECT state, run_at, started_at, finished_at, attempt, max_attempts, cancel_requested, callback_pending, "
       "parent_id, on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, "
-      "lease_token FROM jobs WHERE id = ?");
+      "lease_token, dependency_mode FROM jobs WHERE id = ?");
   q.bind(0, id);
   if (!q.step()) return std::nullopt;
   rules::JobHead h;
@@ -439,6 +440,7 @@ std::optional<rules::JobHead> SqliteStore::head(JobId id) {
   h.callback_pending = q.flag(7);
   h.parent_id = q.opt_i64(8).value_or(0);
   h.on_failure = static_cast<ChildFailurePolicy>(q.i32(9));
+  h.dependency_mode = static_cast<DependencyMode>(q.i32(16));
   h.children_total = q.i32(10);
   h.children_unfinished = q.i32(11);
   h.dependencies_unfinished = q.i32(12);
@@ -634,15 +636,16 @@ Result<InsertResult> SqliteStore::insert_one(const NewJob& job, std::optional<Jo
   h.max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
   h.parent_id = parent.value_or(0);
   h.on_failure = job.on_failure;
+  h.dependency_mode = job.dependency_mode;
   {
     auto q = db_->query(
         "INSERT INTO jobs(kind, args, queue, priority, state, run_at, max_attempts, owner, unique_key, description, "
-        "parent_id, on_failure, created_at, dependency_count) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+        "parent_id, on_failure, created_at, dependency_count, dependency_mode) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
     q.bind(0, job.kind).bind(1, job.args).bind(2, job.queue).bind(3, job.priority).bind(4, state_int(h.state));
     q.bind(5, us(h.run_at)).bind(6, h.max_attempts).bind(7, job.owner).bind_text_or_null(8, job.unique_key);
     q.bind(9, job.description).bind(10, parent).bind(11, static_cast<int>(job.on_failure)).bind(12, us(now_));
-    q.bind(13, static_cast<std::int64_t>(deps.size()));
+    q.bind(13, static_cast<std::int64_t>(deps.size())).bind(14, static_cast<int>(job.dependency_mode));
     q.run();
     h.id = db_->last_insert_rowid();
   }
