@@ -69,11 +69,38 @@ TEST_CASE("postgres: opening creates the schema once, however many open it at on
   }
   for (auto& t : threads) t.join();
   CHECK(opened == 6);
-  CHECK(scalar("SELECT value FROM " + g.schema + ".meta WHERE key = 'schema_version'") == "1");
+  CHECK(scalar("SELECT value FROM " + g.schema + ".meta WHERE key = 'schema_version'") == "2");
   auto store = open_pg(test_pg_conninfo(), g.schema);
   auto id = store->insert(std::vector<porter::NewJob>{job()});
   REQUIRE(id.has_value());
   CHECK(store->get(id->front().id)->state == JobState::pending);
+}
+
+TEST_CASE("postgres: a version 1 schema migrates to version 2 keeping its jobs", "[postgres]") {
+  SchemaGuard g{fresh_schema("migrate")};
+  porter::JobId id = 0;
+  {
+    auto store = open_pg(test_pg_conninfo(), g.schema);
+    auto r = store->insert(std::vector<porter::NewJob>{job("old")});
+    REQUIRE(r.has_value());
+    id = r->front().id;
+  }
+  // Back to what version 1 looked like.
+  REQUIRE(raw_pg(test_pg_conninfo(), "ALTER TABLE " + g.schema + ".jobs DROP COLUMN dependency_mode; UPDATE " +
+                                         g.schema + ".meta SET value = '1' WHERE key = 'schema_version'")
+              .empty());
+  auto store = open_pg(test_pg_conninfo(), g.schema);
+  CHECK(scalar("SELECT value FROM " + g.schema + ".meta WHERE key = 'schema_version'") == "2");
+  auto old = store->get(id);
+  REQUIRE(old.has_value());
+  CHECK(old->kind == "old");
+  CHECK(old->dependency_mode == porter::DependencyMode::all_completed);
+  porter::NewJob after = job("after");
+  after.depends_on = {id};
+  after.dependency_mode = porter::DependencyMode::all_final;
+  auto r = store->insert(std::span(&after, 1));
+  REQUIRE(r.has_value());
+  CHECK(store->get(r->front().id)->dependency_mode == porter::DependencyMode::all_final);
 }
 
 TEST_CASE("postgres: a schema holding tables that are not Porter's is refused untouched", "[postgres]") {

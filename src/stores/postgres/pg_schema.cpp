@@ -148,6 +148,12 @@ END $$;
 INSERT INTO meta(key, value) VALUES ('application', 'porter'), ('schema_version', '1');
 )sql";
 
+// v2: when a job with dependencies runs (DependencyMode; 0: all_completed).
+constexpr const char* kMigrateV1ToV2 = R"sql(
+ALTER TABLE jobs ADD COLUMN dependency_mode int4 NOT NULL DEFAULT 0;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+)sql";
+
 std::string in_schema(const std::string& schema) { return "SET LOCAL search_path TO " + quote_ident(schema); }
 
 }  // namespace
@@ -227,7 +233,8 @@ Status open_schema(Conn& conn, const std::string& schema) {
       conn.exec_dynamic("CREATE SCHEMA IF NOT EXISTS " + quote_ident(schema));
       conn.exec_dynamic(set_path);
       if (*version < 1) conn.simple(kSchemaV1);
-      // Future versions: `if (*version < 2) conn.simple(kMigrateV1ToV2);`, each updating meta.
+      if (*version < 2) conn.simple(kMigrateV1ToV2);
+      // Future versions: `if (*version < 3) conn.simple(kMigrateV2ToV3);`, each updating meta.
       conn.simple("COMMIT");
     } catch (...) {
       if (PQtransactionStatus(conn.handle()) != PQTRANS_IDLE) PQclear(PQexec(conn.handle(), "ROLLBACK"));

@@ -12,7 +12,7 @@
 
 namespace porter::detail {
 
-inline constexpr int kPgSchemaVersion = 1;
+inline constexpr int kPgSchemaVersion = 2;
 // Advisory lock classes (the first key of pg_advisory_xact_lock(int, int)).
 inline constexpr int kPgMigrationLock = 0x504f5254;  // "PORT": (class, hashtext(schema))
 inline constexpr int kPgUniqueLock = 0x504f5255;     // (class, hash of schema, kind, unique key)

@@ -20,14 +20,14 @@ enum Col : int {
   kDescription, kParentId, kOnFailure, kCreatedAt, kStartedAt, kFinishedAt, kLeaseToken, kLeaseWorker,
   kLeaseExpires, kCancelRequested, kCallbackPending, kChildrenTotal, kChildrenUnfinished,
   kDependenciesUnfinished, kProgressDone, kProgressTotal, kProgressMessage, kItemErrorCount, kResult,
-  kErrorCount, kDependencyCount,
+  kErrorCount, kDependencyCount, kDependencyMode,
 };
 
 // Column positions of the head query.
 enum HeadCol : int {
   hState, hRunAt, hStartedAt, hFinishedAt, hAttempt, hMaxAttempts, hCancelRequested, hCallbackPending,
   hParentId, hOnFailure, hChildrenTotal, hChildrenUnfinished, hDependenciesUnfinished, hDependentCount,
-  hQueue, hLeaseToken, hId,
+  hQueue, hLeaseToken, hId, hDependencyMode,
 };
 
 std::string hex_of(std::string_view bytes) {
@@ -88,6 +88,7 @@ PgJobRow read_job(const Rows& q, int r) {
   j.result = q.bytes(r, kResult);
   row.error_count = q.i64(r, kErrorCount);
   row.dependency_count = q.i64(r, kDependencyCount);
+  j.dependency_mode = static_cast<DependencyMode>(q.i32(r, kDependencyMode));
   return row;
 }
 
@@ -113,7 +114,8 @@ Job load_details(Conn& conn, PgJobRow row) {
 
 #define PORTER_PG_HEAD_COLUMNS                                                                                 \
   "state, run_at, started_at, finished_at, attempt, max_attempts, cancel_requested, callback_pending, parent_id, " \
-  "on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, lease_token, id"
+  "on_failure, children_total, children_unfinished, dependencies_unfinished, dependent_count, queue, lease_token, id, " \
+  "dependency_mode"
 
 std::optional<rules::JobHead> Session::head(JobId id) {
   if (auto it = heads_.find(id); it != heads_.end()) return it->second;
@@ -141,6 +143,7 @@ std::optional<rules::JobHead> Session::head_from(const Rows& q, int r, JobId id)
   h.has_dependents = q.i64(r, hDependentCount) > 0;
   queue_of_.try_emplace(id, q.bytes(r, hQueue));
   h.token = static_cast<std::uint64_t>(q.i64(r, hLeaseToken));
+  h.dependency_mode = static_cast<DependencyMode>(q.i32(r, hDependencyMode));
   return h;
 }
 
@@ -334,6 +337,7 @@ Result<InsertResult> Session::insert_one(const NewJob& job, std::optional<JobId>
   h.max_attempts = job.max_attempts > 0 ? job.max_attempts : kDefaultMaxAttempts;
   h.parent_id = parent.value_or(0);
   h.on_failure = job.on_failure;
+  h.dependency_mode = job.dependency_mode;
   {
     Params p;
     p.bytes(job.kind).bytes(job.args).bytes(job.queue).i64(job.priority).i64(state_int(h.state));
@@ -344,11 +348,11 @@ Result<InsertResult> Session::insert_one(const NewJob& job, std::optional<JobId>
       p.bytes(job.unique_key);
     }
     p.bytes(job.description).opt(parent).i64(static_cast<int>(job.on_failure)).i64(us(now_));
-    p.i64(static_cast<std::int64_t>(deps.size()));
+    p.i64(static_cast<std::int64_t>(deps.size())).i64(static_cast<int>(job.dependency_mode));
     auto q = conn_.exec(
         "INSERT INTO jobs(kind, args, queue, priority, state, run_at, max_attempts, owner, unique_key, description, "
-        "parent_id, on_failure, created_at, dependency_count) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        "parent_id, on_failure, created_at, dependency_count, dependency_mode) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
         p);
     h.id = q.i64(0, 0);
   }
@@ -434,7 +438,9 @@ void Session::insert_plain(std::span<const NewJob> jobs, std::optional<JobId> pa
 
 Result<std::vector<InsertResult>> Session::insert_all(std::span<const NewJob> jobs, std::optional<JobId> parent) {
   lock_unique_keys(jobs);
-  auto is_plain = [](const NewJob& j) { return j.unique_key.empty() && j.depends_on.empty(); };
+  auto is_plain = [](const NewJob& j) {
+    return j.unique_key.empty() && j.depends_on.empty() && j.dependency_mode == DependencyMode::all_completed;
+  };
   std::vector<InsertResult> out;
   out.reserve(jobs.size());
   std::size_t i = 0;

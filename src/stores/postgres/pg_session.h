@@ -42,7 +42,7 @@ struct PgJobRow {
   "description, parent_id, on_failure, created_at, started_at, finished_at, lease_token, lease_worker, " \
   "lease_expires, cancel_requested, callback_pending, children_total, children_unfinished, "            \
   "dependencies_unfinished, progress_done, progress_total, progress_message, item_error_count, result, " \
-  "error_count, dependency_count"
+  "error_count, dependency_count, dependency_mode"
 
 PgJobRow read_job(const Rows& rows, int row);
 // Errors, dependencies and item errors of a job read by read_job.
