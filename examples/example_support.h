@@ -1,5 +1,6 @@
 // What every Porter example shares: opening the store (a fresh SQLite file,
-// the embedded default, or the in-memory store with --memory) in a work
+// the embedded default, the in-memory store with --memory, or a fresh schema
+// on a PostgreSQL server with --postgres) in a work
 // directory of its own, a log that
 // prints one timestamped line at a time from any thread, and a tally of the
 // example's claims, so the example exits non-zero if something it says
