@@ -46,7 +46,7 @@ TEST_CASE("postgres: engines in killed and frozen processes lose no job and comp
   TestDir dir("pg-kill");
   const std::string conninfo = test_pg_conninfo();
   const std::string schema = "kill_" + std::to_string(::getpid());
-  const int jobs = env_int("PORTER_PG_CRASH_JOBS", 3000);
+  const int jobs = env_int("PORTER_PG_CRASH_JOBS", 2000);
   auto store = open_pg(conninfo, schema);
   REQUIRE(store->insert(effect_jobs(jobs, "crash")).has_value());
 
@@ -84,7 +84,7 @@ TEST_CASE("postgres: engines ride out server restarts, fast and immediate, losin
   TestDir dir("pg-restart");
   PrivateCluster cluster(dir.file("server"));
   const std::string conninfo = cluster.conninfo();
-  const int jobs = env_int("PORTER_PG_RESTART_JOBS", 2000);
+  const int jobs = env_int("PORTER_PG_RESTART_JOBS", 1500);
   auto store = open_pg(conninfo, "porter");
   REQUIRE(store->insert(effect_jobs(jobs, "restart")).has_value());
 
