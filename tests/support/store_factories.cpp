@@ -15,6 +15,8 @@
 #include <libpq-fe.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "porter/postgres_store.h"
 #include "support/postgres_support.h"
 #endif
@@ -24,14 +26,14 @@ namespace porter::test {
 #ifdef PORTER_WITH_POSTGRES
 namespace {
 
-// An emptied schema per store (see SchemaSlot) on the cluster the CTest
-// fixture started. A missing server fails the case (never a skip).
+// A fresh schema per store on the cluster the CTest fixture started, dropped
+// when the store goes. A missing server fails the case (never a skip).
 std::shared_ptr<Store> make_postgres_store(std::shared_ptr<ManualClock> clock) {
   // The suite tests semantics, not durability (as the SQLite factory): commits do not wait for fsync.
   const std::string conninfo = test_pg_conninfo() + " options='-c synchronous_commit=off'";
-  auto slot = std::make_shared<SchemaSlot>(conninfo);
+  static std::atomic<int> counter{0};
   PostgresOptions options;
-  options.schema = slot->schema();
+  options.schema = "conf_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
   options.clock = std::move(clock);
   options.pool_size = 4;
   options.listen = false;  // in-process events only; tests/postgres covers notifications
@@ -39,9 +41,9 @@ std::shared_ptr<Store> make_postgres_store(std::shared_ptr<ManualClock> clock) {
   if (!opened) throw BadResultAccess(opened.error());
   std::shared_ptr<Store> store = std::move(*opened);
   Store* raw = store.get();
-  return std::shared_ptr<Store>(raw, [store = std::move(store), slot = std::move(slot)](Store*) mutable {
+  return std::shared_ptr<Store>(raw, [store = std::move(store), conninfo, schema = options.schema](Store*) mutable {
     store.reset();
-    slot.reset();
+    drop_test_schema(conninfo, schema);
   });
 }
 
