@@ -14,6 +14,11 @@
 #if PORTER_WITH_SQLITE
 #include "porter/sqlite_store.h"
 #endif
+#if PORTER_WITH_POSTGRES
+#include <unistd.h>
+
+#include "porter/postgres_store.h"
+#endif
 
 namespace porter::bench {
 
@@ -36,6 +41,9 @@ std::vector<std::string> available_stores() {
   names.emplace_back("sqlite");
   names.emplace_back("sqlite-normal");
 #endif
+#if PORTER_WITH_POSTGRES
+  if (std::getenv("PORTER_BENCH_PG") != nullptr) names.emplace_back("postgres");  // a conninfo: the server to measure
+#endif
   return names;
 }
 
@@ -48,6 +56,15 @@ Result<std::shared_ptr<Store>> open_store(std::string_view name, const std::stri
     // trades the last commits on power loss for speed (process_crash: synchronous=NORMAL).
     static std::atomic<int> counter{0};
     return open_store_file(name, dir + "/bench-" + std::to_string(counter.fetch_add(1)) + ".db");
+  }
+#endif
+#if PORTER_WITH_POSTGRES
+  if (name == "postgres" && std::getenv("PORTER_BENCH_PG") != nullptr) {
+    // A fresh schema per call on the server PORTER_BENCH_PG names (left there: a throwaway server).
+    static std::atomic<int> counter{0};
+    PostgresOptions options;
+    options.schema = "bench_" + std::to_string(::getpid()) + "_" + std::to_string(counter.fetch_add(1));
+    return open_postgres_store(std::getenv("PORTER_BENCH_PG"), options);
   }
 #endif
   (void)dir;

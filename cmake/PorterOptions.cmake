@@ -6,6 +6,15 @@ option(PORTER_BUILD_TESTS "Build Porter's tests" ${PROJECT_IS_TOP_LEVEL})
 option(PORTER_BUILD_EXAMPLES "Build Porter's examples" ${PROJECT_IS_TOP_LEVEL})
 option(PORTER_BUILD_BENCHMARKS "Build Porter's benchmarks" ${PROJECT_IS_TOP_LEVEL})
 option(PORTER_WITH_SQLITE "Build the SQLite store (needs libsqlite3-dev)" ON)
+# The PostgreSQL store: ON where libpq is found (an explicit ON fails loudly without it).
+if(NOT DEFINED PORTER_WITH_POSTGRES)
+  find_package(PostgreSQL QUIET)
+  set(porter_postgres_default ${PostgreSQL_FOUND})
+else()
+  set(porter_postgres_default ${PORTER_WITH_POSTGRES})
+endif()
+option(PORTER_WITH_POSTGRES "Build the PostgreSQL store (needs libpq-dev). Default: ON where libpq is found"
+       ${porter_postgres_default})
 option(PORTER_INSTALL "Generate Porter's install rules" ${PROJECT_IS_TOP_LEVEL})
 # Off for users (a newer compiler's new warning must not break their build); scripts/test.sh and CI turn it on.
 option(PORTER_WARNINGS_AS_ERRORS "Treat warnings as errors. Default: OFF" OFF)

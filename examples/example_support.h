@@ -1,5 +1,6 @@
 // What every Porter example shares: opening the store (a fresh SQLite file,
-// the embedded default, or the in-memory store with --memory) in a work
+// the embedded default, the in-memory store with --memory, or a fresh schema
+// on a PostgreSQL server with --postgres) in a work
 // directory of its own, a log that
 // prints one timestamped line at a time from any thread, and a tally of the
 // example's claims, so the example exits non-zero if something it says
@@ -24,6 +25,9 @@
 #include "porter/porter.h"
 #ifdef PORTER_WITH_SQLITE
 #include "porter/sqlite_store.h"
+#endif
+#ifdef PORTER_WITH_POSTGRES
+#include "porter/postgres_store.h"
 #endif
 
 namespace porter::examples {
@@ -123,6 +127,18 @@ inline Result<ExampleStore> open_example_store(int argc, char** argv, std::strin
   if (ec) return make_error(ErrorCode::unavailable, "cannot create " + path.string() + ": " + ec.message());
   auto dir = std::make_shared<WorkDir>(path, has_flag(argc, argv, "--keep"));
   const std::string kept = dir->keep() ? "kept after exit" : "removed at exit; --keep keeps it";
+#ifdef PORTER_WITH_POSTGRES
+  if (has_flag(argc, argv, "--postgres")) {
+    // The server libpq's environment names (PGHOST, PGDATABASE, PGUSER, ...; or
+    // the conninfo in PORTER_POSTGRES), in a fresh schema of this run.
+    const char* conninfo = std::getenv("PORTER_POSTGRES");
+    const std::string schema = fmt::format("example_{}_{}", name, static_cast<long>(::getpid()));
+    auto store = open_postgres_store(conninfo ? conninfo : "", {.schema = schema});
+    if (!store) return store.error();
+    return ExampleStore{dir, std::move(*store),
+                        fmt::format("PostgreSQL schema {} (--postgres; DROP SCHEMA {} CASCADE when done)", schema, schema)};
+  }
+#endif
 #ifdef PORTER_WITH_SQLITE
   if (!memory) {
     auto db = path / "jobs.db";

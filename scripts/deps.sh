@@ -5,10 +5,11 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config catch2 libfmt-dev nlohmann-json3-dev
-          libsqlite3-dev libbenchmark-dev "$@")
-# porter::http and the porter command; their tests: promtool (package prometheus), the page in chromium
-# driven by node + npm (npm only when missing: NodeSource's nodejs ships its own and conflicts with Debian's).
-packages+=(libcpp-httplib-dev libcli11-dev prometheus chromium nodejs $(command -v npm >/dev/null || echo npm))
+packages=(build-essential cmake ninja-build pkg-config catch2 libfmt-dev nlohmann-json3-dev
+          libsqlite3-dev libbenchmark-dev
+          libpq-dev                        # the PostgreSQL store
+          libcpp-httplib-dev libcli11-dev  # porter::http and the porter command
+          "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,7 +11,44 @@
 #include "porter/sqlite_store.h"
 #endif
 
+#ifdef PORTER_WITH_POSTGRES
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "porter/postgres_store.h"
+#include "support/postgres_support.h"
+#endif
+
 namespace porter::test {
+
+#ifdef PORTER_WITH_POSTGRES
+namespace {
+
+// A fresh schema per store on the cluster the CTest fixture started, dropped
+// when the store goes. A missing server fails the case (never a skip).
+std::shared_ptr<Store> make_postgres_store(std::shared_ptr<ManualClock> clock) {
+  // The suite tests semantics, not durability (as the SQLite factory): commits do not wait for fsync.
+  const std::string conninfo = test_pg_conninfo() + " options='-c synchronous_commit=off'";
+  static std::atomic<int> counter{0};
+  PostgresOptions options;
+  options.schema = "conf_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  options.clock = std::move(clock);
+  options.pool_size = 4;
+  options.listen = false;  // in-process events only; tests/postgres covers notifications
+  auto opened = open_postgres_store(conninfo, options);
+  if (!opened) throw BadResultAccess(opened.error());
+  std::shared_ptr<Store> store = std::move(*opened);
+  Store* raw = store.get();
+  return std::shared_ptr<Store>(raw, [store = std::move(store), conninfo, schema = options.schema](Store*) mutable {
+    store.reset();
+    drop_test_schema(conninfo, schema);
+  });
+}
+
+}  // namespace
+#endif
 
 #ifdef PORTER_WITH_SQLITE
 namespace {
@@ -46,6 +83,9 @@ const std::vector<StoreFactory>& all_store_factories() {
       {"memory", [](std::shared_ptr<ManualClock> clock) { return make_memory_store(std::move(clock)); }},
 #ifdef PORTER_WITH_SQLITE
       {"sqlite", make_sqlite_store},
+#endif
+#ifdef PORTER_WITH_POSTGRES
+      {"postgres", make_postgres_store},
 #endif
   };
   return factories;
