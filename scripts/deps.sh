@@ -5,7 +5,6 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config catch2 libfmt-dev nlohmann-json3-dev
-packages=(build-essential cmake ninja-build pkg-config catch2 libfmt-dev nlohmann-json3-dev
           libsqlite3-dev libbenchmark-dev
           libpq-dev                        # the PostgreSQL store
           libcpp-httplib-dev libcli11-dev  # porter::http and the porter command
