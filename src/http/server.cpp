@@ -5,7 +5,9 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 
@@ -127,6 +129,7 @@ struct Server::Impl {
   detail::Context ctx;
   httplib::Server server;
   std::thread listener;
+  std::atomic<bool> listening{false};  // listen_after_bind has not returned yet
   int port = 0;
   std::uint64_t subscription = 0;
   std::uint64_t store_listener = 0;
@@ -191,8 +194,22 @@ Status Server::start() {
     impl_->store_listener = ctx.store->add_listener([&ctx](const StoreEvent& e) { ctx.hub->on_store_event(e); });
   }
   if (ctx.options.sample_every != Duration::max()) ctx.sampler.start(*ctx.store, ctx.options.sample_every);
-  impl_->listener = std::thread([&server] { server.listen_after_bind(); });
+  impl_->listening = true;
+  impl_->listener = std::thread([this, &server] {
+    server.listen_after_bind();
+    impl_->listening = false;
+  });
   impl_->started = true;
+  // httplib's stop() does nothing until the listener runs, and the listener
+  // would then accept forever: stop() must never come before it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server.is_running()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      stop();  // bounded: see stop()
+      return make_error(ErrorCode::unavailable, "the HTTP listener did not start within 10 s");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
   return {};
 }
 
@@ -202,7 +219,12 @@ void Server::stop() {
   if (impl_->subscription) ctx.options.engine->unsubscribe(impl_->subscription);
   if (impl_->store_listener) ctx.store->remove_listener(impl_->store_listener);
   ctx.hub->stop();  // event streams end, so the pool's threads come back
-  impl_->server.stop();
+  // A stop() that came before the listener ran is lost (httplib): repeat it
+  // until the listener has returned.
+  while (impl_->listening) {
+    impl_->server.stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   if (impl_->listener.joinable()) impl_->listener.join();
   ctx.sampler.stop();
   impl_->started = false;

@@ -222,6 +222,17 @@ TEST_CASE("http: bad options are refused at start") {
   CHECK_THROWS_AS(http::Server(nullptr, {}), std::invalid_argument);
 }
 
+TEST_CASE("http: a server stopped at once after start returns, every time") {
+  // httplib ignores a stop() that comes before its listener runs; stop() used
+  // to join that listener forever (the README's example hung most runs).
+  auto store = make_memory_store();
+  for (int i = 0; i < 50; ++i) {
+    http::Server server(store, {.tokens = {{"long-enough-token-0", Principal::administrator()}}});
+    REQUIRE(server.start().has_value());
+    server.stop();
+  }
+}
+
 TEST_CASE("http: notify me when finished enqueues a durable notification owned by the asker") {
   HttpHarness h([](http::ServerOptions& o) { o.notify = {.kind = "notify_user", .queue = "mail"}; });
   CHECK(HttpHarness::body(h.get("/api/me", kAliceToken))["notify"] == true);
