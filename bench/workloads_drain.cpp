@@ -39,7 +39,7 @@ class DrainWorkloads final : Workloads {
       }
       row.note = "jobs per claim " + human(median(claim_batch_)) + ", per finish " + human(median(finish_batch_));
       if (drain_jobs() < o_.jobs) row.note += "; " + human(static_cast<double>(drain_jobs())) + " jobs";
-      row.target = Target{sqlite() ? 50'000.0 : 1'000'000.0, true};
+      row.target = Target{sqlite() ? 60'000.0 : 1'000'000.0, true};
       print_row(row);
     }
   }

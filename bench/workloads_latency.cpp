@@ -45,7 +45,7 @@ class LatencyWorkloads final : Workloads {
         row->baseline.push_back(percentile(base, p));
       }
     }
-    p50.target = Target{sqlite() ? 2000.0 : 100.0, false};
+    p50.target = Target{sqlite() ? 2000.0 : 30.0, false};
     print_row(p50);
     print_row(p99);
     print_row(max);
