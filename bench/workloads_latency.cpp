@@ -52,11 +52,9 @@ class LatencyWorkloads final : Workloads {
   }
 
   // Enqueue-to-handler-start latencies in microseconds; the enqueue time travels in the args.
-  std::vector<double> porter_latency(int workers) {
-    const int n = o_.latency_samples;
-    std::vector<double> latency(static_cast<std::size_t>(n));
-    CountLatch handled(n);
-    Engine engine(fresh_store(), {.queues = {{"default", workers}}});
+  // Registers the no-op handler that records, per job index, enqueue-to-start
+  // in microseconds (the enqueue time travels in the args: stamped_args).
+  static void record_start_latency(Engine& engine, std::vector<double>& latency, CountLatch& handled) {
     must(engine.register_handler(std::string(kNoopKind),
                                  [&](JobContext& ctx) {
                                    const auto started = now_ns();
@@ -66,6 +64,14 @@ class LatencyWorkloads final : Workloads {
                                    handled.hit();
                                  }),
          "register");
+  }
+
+  std::vector<double> porter_latency(int workers) {
+    const int n = o_.latency_samples;
+    std::vector<double> latency(static_cast<std::size_t>(n));
+    CountLatch handled(n);
+    Engine engine(fresh_store(), {.queues = {{"default", workers}}});
+    record_start_latency(engine, latency, handled);
     must(engine.start(), "start");
     std::this_thread::sleep_for(20ms);  // let the workers go idle
     for (int i = 0; i < n; ++i) {
@@ -302,15 +308,7 @@ class LatencyWorkloads final : Workloads {
     std::vector<double> latency(static_cast<std::size_t>(n));
     CountLatch handled(n);
     Engine engine(store, {.queues = {{"default", workers}}});
-    must(engine.register_handler(std::string(kNoopKind),
-                                 [&](JobContext& ctx) {
-                                   const auto started = now_ns();
-                                   const auto i = arg_int(ctx.args(), "i");
-                                   latency[static_cast<std::size_t>(i)] =
-                                       static_cast<double>(started - arg_int(ctx.args(), "t")) / 1e3;
-                                   handled.hit();
-                                 }),
-         "register");
+    record_start_latency(engine, latency, handled);
     must(engine.start(), "start");
     std::this_thread::sleep_for(20ms);  // let the workers go idle
     // Under popen /proc/self/exe would be the shell: resolve it here.
