@@ -37,8 +37,15 @@ as_owner() {
 }
 
 cluster="$dir/cluster"
-data="$cluster/data"
-run="$cluster/run"
+# The server's user reaches the cluster by its real path: the build folder
+# may sit under a folder it cannot traverse (then cluster is a symlink to /tmp).
+resolve() {
+  local real
+  real=$(readlink -f "$cluster" 2>/dev/null || echo "$cluster")
+  data="$real/data"
+  run="$real/run"
+}
+resolve
 
 stop_cluster() {
   if [ -f "$data/postmaster.pid" ]; then
@@ -68,6 +75,7 @@ case "$cmd" in
     else
       mkdir -p "$cluster"
     fi
+    resolve
     as_owner mkdir -p "$run"
     as_owner "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 ||
       { cat "$dir/initdb.log" >&2; echo "pg_cluster: FAIL: initdb" >&2; exit 1; }
