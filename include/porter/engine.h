@@ -38,6 +38,7 @@
 
 #include "porter/clock.h"
 #include "porter/cron.h"
+#include "porter/diagnostics.h"
 #include "porter/job.h"
 #include "porter/retention.h"
 #include "porter/retry.h"
@@ -133,6 +134,10 @@ struct EngineOptions {
   // store may all prune: it is idempotent. Default: see Retention (completed
   // 24 h, failed and cancelled 7 days, checked every minute).
   Retention retention;
+  // Where the engine says what went wrong without anybody asking: dropped
+  // outcomes, failed heartbeats and maintenance passes, stopped threads
+  // (porter/diagnostics.h). Default: warnings and errors on stderr, one line each.
+  DiagnosticSink diagnostics = stderr_sink();
 };
 
 enum class EventType : std::uint8_t {

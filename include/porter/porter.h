@@ -4,6 +4,7 @@
 #include "porter/admin.h"
 #include "porter/clock.h"
 #include "porter/cron.h"
+#include "porter/diagnostics.h"
 #include "porter/engine.h"
 #include "porter/job.h"
 #include "porter/retention.h"

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "porter/clock.h"
+#include "porter/diagnostics.h"
 #include "porter/job.h"
 #include "porter/status.h"
 #include "porter/store.h"
@@ -47,6 +48,9 @@ struct PostgresOptions {
   // For tests only: statements read this clock's now instead of the
   // server's (so a ManualClock drives leases and schedules). Default: the server's clock.
   std::shared_ptr<Clock> clock;
+  // Trouble the store handles on its own threads (a lost LISTEN connection,
+  // a reconnect). Default: warnings and errors on stderr.
+  DiagnosticSink diagnostics = stderr_sink();
 };
 
 // Connects with `conninfo` (a libpq connection string or URI), creates or

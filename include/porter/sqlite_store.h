@@ -8,6 +8,7 @@
 #include <string>
 
 #include "porter/clock.h"
+#include "porter/diagnostics.h"
 #include "porter/status.h"
 #include "porter/store.h"
 
@@ -23,6 +24,9 @@ struct SqliteOptions {
   Durability durability = Durability::power_loss;  // Default: power_loss (the safe one)
   std::chrono::milliseconds busy_timeout{5000};    // wait for another process's write lock. Default: 5 s
   std::shared_ptr<Clock> clock;                    // Default: the system clock
+  // Trouble the store handles on its own threads (a watcher or checkpointer
+  // that stops, a failed checkpoint). Default: warnings and errors on stderr.
+  DiagnosticSink diagnostics = stderr_sink();
 };
 
 // Opens (creating if missing) the database at `path` and migrates its schema.

@@ -206,6 +206,8 @@ struct EngineCore {
   void poke(QueueRuntime& q);
   template <class F> void for_each_active_run(F&& f);  // f(WorkerSlot&) with slot->mu held
   void maintenance_failed(std::string_view what, const Error& error);
+  // Says it through options_.diagnostics (component "engine", with this worker's id).
+  void diagnose(Severity severity, std::string message, std::vector<DiagnosticField> fields = {}) const noexcept;
 
   // --- workers (worker.cpp) -------------------------------------------------------------
   void worker_loop(QueueRuntime& q, std::shared_ptr<WorkerSlot> slot);

@@ -4,6 +4,8 @@
 // lease_lost stop runs; finished wakes whoever waits on the job).
 #include "engine/engine_core.h"
 
+#include "core/diagnose.h"
+
 namespace porter::detail {
 
 void EngineCore::emit_all(const std::vector<Event>& events) {
@@ -25,9 +27,19 @@ void EngineCore::emit_enqueued(const std::vector<NewJob>& jobs, const std::vecto
 }
 
 void EngineCore::maintenance_failed(std::string_view what, const Error& error) {
+  diagnose(Severity::warning, std::string(what) + " failed", {{"error", error.to_string()}});
   if (!has_subscribers()) return;
   emit(Event{.type = EventType::maintenance_failed, .message = std::string(what) + " failed: " + error.to_string(),
              .at = now()});
+}
+
+void EngineCore::diagnose(Severity severity, std::string message, std::vector<DiagnosticField> fields) const noexcept {
+  try {
+    fields.insert(fields.begin(), DiagnosticField{"worker", options_.worker_id});
+  } catch (...) {
+    // Said without the worker id rather than not at all.
+  }
+  detail::diagnose(options_.diagnostics, severity, "engine", std::move(message), std::move(fields));
 }
 
 void EngineCore::on_store_event(const StoreEvent& ev) {

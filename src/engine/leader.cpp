@@ -227,6 +227,9 @@ void EngineCore::turn_events(QueueRuntime& q, const StoreTurn& turn) {
 // An outcome that will not be stored: say so; the lease expires and the
 // job is rescued (the attempt is consumed, with "lease expired" recorded).
 void EngineCore::report_dropped(const Run& run, OutcomeKind kind, std::string why) {
+  diagnose(Severity::error, "outcome dropped",
+           {{"job", std::to_string(run.job.id)}, {"kind", run.job.kind}, {"queue", run.job.queue},
+            {"outcome", std::string(to_string(kind))}, {"why", why}});
   if (!has_subscribers()) return;
   emit(Event{.type = EventType::outcome_dropped, .job = run.job.id, .kind = run.job.kind, .queue = run.job.queue,
              .attempt = run.job.attempt,

@@ -449,3 +449,29 @@ TEST_CASE("life: with every wake-up lost and a store clock that stands still, th
     return job && job->state == JobState::completed;
   }));
 }
+
+TEST_CASE("life: a dropped outcome is said on the diagnostics sink with nobody subscribed",
+          "[engine][life][fault][diagnostics]") {
+  auto poison = std::make_shared<PoisonStore>(make_memory_store());
+  auto said = std::make_shared<std::vector<Diagnostic>>();
+  auto said_mu = std::make_shared<std::mutex>();
+  Engine engine(poison, {.queues = {{"default", 1}}, .diagnostics = [said, said_mu](const Diagnostic& d) {
+                           std::lock_guard lock(*said_mu);
+                           said->push_back(d);
+                         }});
+  REQUIRE(engine.register_handler("k", [](JobContext& ctx) { ctx.set_result(R"("poison")"); }));
+  REQUIRE(engine.start());
+  auto bad = engine.enqueue({.kind = "k", .args = R"("bad")"});
+  REQUIRE(bad);
+  const auto dropped = [&] {
+    std::lock_guard lock(*said_mu);
+    for (const Diagnostic& d : *said) {
+      if (d.message != "outcome dropped" || d.severity != Severity::error) continue;
+      for (const DiagnosticField& f : d.fields) {
+        if (f.key == "job" && f.value == std::to_string(bad->id)) return true;
+      }
+    }
+    return false;
+  };
+  REQUIRE(eventually(dropped));
+}
