@@ -44,6 +44,7 @@
 #include "porter/retry.h"
 #include "porter/status.h"
 #include "porter/store.h"
+#include "porter/typed.h"
 
 namespace porter {
 
@@ -94,6 +95,14 @@ class JobContext {
   virtual void set_result(std::string json) = 0;
   // When the handler returns: pending again after `delay`, attempt not consumed.
   virtual void snooze(Duration delay) = 0;
+
+  // Typed forms (porter/typed.h): one child of a job type; a result of any
+  // type with a JobCodec (the codec's errors are thrown).
+  template <JobType T>
+  Result<InsertResult> spawn(const T& child, JobOptions options = {});
+  template <class R>
+    requires(!std::is_convertible_v<const R&, std::string>)
+  void set_result(const R& value);
 };
 
 using Handler = std::function<void(JobContext&)>;
@@ -224,9 +233,23 @@ class Engine {
   Store& store() noexcept;
   const EngineOptions& options() const noexcept;
 
+  // Typed jobs (porter/typed.h). register_job<T>: the handler takes
+  // (const T&) or (const T&, JobContext&) and returns void or a result; args
+  // that do not decode fail the job permanently; T::timeout, when declared,
+  // is the kind's timeout unless `options` sets one. enqueue: as the NewJob
+  // form, with the type's defaults under `options`.
+  template <JobType T, class F>
+  Status register_job(F handler, KindOptions options = {});
+  template <JobType T>
+  Result<InsertResult> enqueue(const T& job, JobOptions options = {});
+  template <JobType T>
+  Result<std::vector<InsertResult>> enqueue_batch(const std::vector<T>& jobs, const JobOptions& options = {});
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace porter
+
+#include "porter/detail/typed_engine-inl.h"  // IWYU pragma: export
